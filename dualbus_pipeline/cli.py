@@ -1,0 +1,76 @@
+"""`dualbus` command line. Thin: parses arguments and dispatches to `commands/*`.
+
+Exit codes (product.md §8): 0 success; 1 the command failed (or, for `check`, an
+error-severity SLO is breached); 2 bad input (YAML, fields, arguments), nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+from dualbus_pipeline import __version__
+from dualbus_pipeline.errors import DualbusError
+
+# Each module exposes register(subparsers, common) and sets `func` on its parsers.
+COMMAND_MODULES = ("validate", "stack", "probe", "run", "report", "baseline", "alerts", "demo")
+
+
+def common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", default=None,
+        help="topology file (default: $DUALBUS_CONFIG, else ./dualbus.yaml)")
+    common.add_argument(
+        "--warehouse", metavar="FILE", default=None,
+        help="DuckDB warehouse file (overrides the config's `warehouse:`)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dualbus",
+        description="Declarative SLO checks for dual Redis message-bus platforms.")
+    parser.add_argument("--version", action="version", version=f"dualbus {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_parser()
+    for name in COMMAND_MODULES:
+        try:
+            module = import_module(f"dualbus_pipeline.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"dualbus_pipeline.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except DualbusError as exc:
+        for line in exc.lines():
+            print(f"dualbus: {line}" if exc.exit_code != 2 else line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dualbus: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on demand
+        if os.environ.get("DUALBUS_DEBUG"):
+            raise
+        print(f"dualbus: internal error: {type(exc).__name__}: {exc} "
+              "(set DUALBUS_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per `dualbus` subcommand; each exposes `register(subparsers, common)`."""

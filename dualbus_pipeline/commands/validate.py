@@ -1,0 +1,46 @@
+"""`dualbus validate`: check the topology and (once SLOs land) the SLO files; exit 2 on problems."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dualbus_pipeline.config import load_config
+from dualbus_pipeline.errors import InputError
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("validate", parents=[common], help="check dualbus.yaml and slo/*.yaml",
+                       description="Validate the topology file and the SLO files. Prints one "
+                       "line per problem as FILE[:LINE]: dotted.path: message; exit 2 if any.")
+    p.add_argument("--slo", metavar="DIR", default=None, help="SLO directory (default: slo/)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = load_config(args.config)
+    except InputError as exc:
+        problems += exc.problems
+    slo_count = None
+    try:
+        from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
+    except ImportError:
+        pass
+    else:
+        try:
+            specs = load_slo_dir(resolve_slo_dir(args.slo, cfg))
+            slo_count = len(specs)
+        except InputError as exc:
+            problems += exc.problems
+    if problems:
+        raise InputError(problems)
+    assert cfg is not None
+    t = cfg.topology
+    print(f"{cfg.path}: ok — platform {t.platform!r}: {len(t.buses)} buses, "
+          f"{len(t.engines)} engines, {len(t.pairs)} pairs")
+    if slo_count is not None:
+        print(f"SLOs: ok — {slo_count} SLOs")
+    return 0

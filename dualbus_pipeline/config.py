@@ -1,0 +1,394 @@
+"""The topology file (``dualbus.yaml``) → frozen pydantic models.
+
+Owns: the schema of dualbus.yaml, `${VAR}` expansion, cross-checks between sections, and where
+the config/warehouse/SLO/template paths resolve to. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dualbus_pipeline.errors import ConfigError
+from dualbus_pipeline.yamlsrc import load_yaml, mask_secrets, validation_problems
+
+NAME_RE = r"^[a-z0-9_]+$"
+Name = Annotated[str, Field(pattern=NAME_RE, min_length=1, max_length=64)]
+Severity = Literal["warning", "error"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_DIR = PACKAGE_DIR / "_shipped"  # present in a wheel install (pyproject force-include)
+SOURCE_ROOT = PACKAGE_DIR.parent  # the repository root in an editable/source checkout
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL")
+    if not parts.hostname:
+        raise ValueError("URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("URL port must be a number between 1 and 65535") from None
+    if port is None and parts.scheme in ("http", "https"):
+        raise ValueError("URL needs an explicit port (for example http://localhost:8200)")
+    return value
+
+
+class Bus(_Model):
+    name: Name
+    title: str = ""
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, ("redis", "rediss"))
+
+    @property
+    def display(self) -> str:
+        return self.title or self.name
+
+    @property
+    def safe_url(self) -> str:
+        return mask_secrets(self.url)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 6379
+
+
+class Engine(_Model):
+    name: Name
+    title: str = ""
+    url: str
+    health_path: str = "/health"
+    bus: Name
+    stream: str = Field(min_length=1)
+    group: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v.rstrip("/"), ("http", "https"))
+
+    @field_validator("health_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with '/'")
+        return v
+
+    @field_validator("stream", "group")
+    @classmethod
+    def _not_probe_namespace(cls, v: str) -> str:
+        if v.startswith("dualbus:probe:"):
+            raise ValueError("the dualbus:probe: namespace is reserved for probe keys")
+        return v
+
+    @property
+    def display(self) -> str:
+        return self.title or self.name
+
+    @property
+    def health_url(self) -> str:
+        return self.url + self.health_path
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+
+class Pair(_Model):
+    from_: Name = Field(alias="from")
+    to: Name
+
+    @property
+    def key(self) -> str:
+        return f"{self.from_}->{self.to}"
+
+
+class EngineCapacity(_Model):
+    enabled: bool = False
+    connections: int = Field(4, ge=1, le=64)
+    duration_s: float = Field(1.0, gt=0, le=30)
+
+
+class ProbeSettings(_Model):
+    """Counts, rates, timeouts and safety caps. Defaults are safe for a production bus."""
+
+    # engines (§4.2)
+    engine_requests: int = Field(100, ge=1, le=100_000)
+    engine_rate_per_s: float = Field(200.0, gt=0)
+    engine_timeout_s: float = Field(1.0, gt=0, le=60)
+    engine_concurrency: int = Field(8, ge=1, le=256)
+    engine_capacity: EngineCapacity = EngineCapacity()
+    # buses (§4.1)
+    bus_ping_count: int = Field(200, ge=1, le=100_000)
+    bus_delivery_count: int = Field(500, ge=1, le=100_000)
+    bus_delivery_rate_per_s: float = Field(1000.0, gt=0)
+    bus_capacity_messages: int = Field(20_000, ge=0, le=1_000_000)
+    bus_timeout_s: float = Field(1.0, gt=0, le=60)
+    # pairs (§4.3)
+    pair_count: int = Field(50, ge=1, le=100_000)
+    pair_rate_per_s: float = Field(100.0, gt=0)
+    pair_timeout_s: float = Field(1.0, gt=0, le=60)
+    # safety caps: no paced rate may exceed max_rate_per_s; probe keys expire after key_ttl_s
+    max_rate_per_s: float = Field(5000.0, gt=0, le=100_000)
+    max_burst_messages: int = Field(200_000, ge=0, le=10_000_000)
+    key_ttl_s: int = Field(600, ge=10, le=86_400)
+    stream_maxlen: int = Field(250_000, ge=1000, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _caps(self) -> ProbeSettings:
+        for name in ("engine_rate_per_s", "bus_delivery_rate_per_s", "pair_rate_per_s"):
+            if getattr(self, name) > self.max_rate_per_s:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} exceeds the safety cap "
+                    f"max_rate_per_s={self.max_rate_per_s}; raise the cap deliberately"
+                )
+        if self.bus_capacity_messages > self.max_burst_messages:
+            raise ValueError(
+                f"bus_capacity_messages={self.bus_capacity_messages} exceeds the safety cap "
+                f"max_burst_messages={self.max_burst_messages}"
+            )
+        return self
+
+
+class Fault(_Model):
+    """A fault injected into one reference-stack engine (§9)."""
+
+    down: bool = False
+    unhealthy: bool = False
+    delay_ms: float = Field(0.0, ge=0, le=60_000)
+    error_ratio: float = Field(0.0, ge=0, le=1)
+    probe_protocol: bool = True
+
+
+class StackSettings(_Model):
+    faults: dict[Name, Fault] = {}
+    state_dir: str | None = None
+
+
+class AlertSink(_Model):
+    url: str = Field(min_length=3)
+    min_severity: Severity = "warning"
+    slos: list[str] | None = None
+    targets: list[str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError("must be an Apprise URL like json://host:port/path or slack://...")
+        return v
+
+    @property
+    def safe_url(self) -> str:
+        return mask_secrets(self.url)
+
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+
+
+def parse_duration_s(text: str) -> float:
+    m = _DURATION_RE.match(text.strip())
+    if not m:
+        raise ValueError("must be a duration like 30s, 15m, 4h or 7d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+class Alerting(_Model):
+    remind_every: str = "4h"
+    for_runs: int = Field(1, ge=1, le=100)
+    outbox_expiry: str = "24h"
+    deadman: bool = True
+
+    @field_validator("remind_every", "outbox_expiry")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration_s(v)
+        return v
+
+
+class Baseline(_Model):
+    runs: int = Field(5, ge=1, le=1000)
+
+
+class Topology(_Model):
+    platform: str = Field(min_length=1)
+    buses: list[Bus] = Field(min_length=1)
+    engines: list[Engine] = []
+    pairs: list[Pair] = []
+    probe: ProbeSettings = ProbeSettings()
+    schedule: str = "*/15 * * * *"
+    timezone: str = "UTC"
+    alerts: list[AlertSink] = []
+    alerting: Alerting = Alerting()
+    baseline: Baseline = Baseline()
+    warehouse: str = "warehouse/dualbus.duckdb"
+    stack: StackSettings = StackSettings()
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("must be a 5-field cron expression like '*/15 * * * *'")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Topology:
+        problems: list[str] = []
+        _unique(problems, "buses", [b.name for b in self.buses])
+        _unique(problems, "engines", [e.name for e in self.engines])
+        bus_names = {b.name for b in self.buses}
+        engine_names = {e.name for e in self.engines}
+        for i, e in enumerate(self.engines):
+            if e.bus not in bus_names:
+                problems.append(
+                    f"engines[{i}].bus: unknown bus {e.bus!r} "
+                    f"(declared buses: {', '.join(sorted(bus_names))})"
+                )
+        seen_ports: dict[tuple[str, int], str] = {}
+        for i, e in enumerate(self.engines):
+            key = (e.host, e.port)
+            if key in seen_ports:
+                problems.append(
+                    f"engines[{i}].url: {e.host}:{e.port} is already used by engine "
+                    f"{seen_ports[key]!r}"
+                )
+            seen_ports[key] = e.name
+        for i, p in enumerate(self.pairs):
+            for side, name in (("from", p.from_), ("to", p.to)):
+                if name not in engine_names:
+                    problems.append(f"pairs[{i}].{side}: unknown engine {name!r}")
+            if p.from_ == p.to:
+                problems.append(f"pairs[{i}]: an engine cannot be paired with itself")
+        for name in self.stack.faults:
+            if name not in engine_names:
+                problems.append(f"stack.faults.{name}: unknown engine {name!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def engine(self, name: str) -> Engine:
+        for e in self.engines:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def bus(self, name: str) -> Bus:
+        for b in self.buses:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def _unique(problems: list[str], section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            problems.append(f"{section}[{i}].name: duplicate name {n!r} (names must be unique)")
+        seen.add(n)
+
+
+class LoadedConfig(BaseModel):
+    """A validated topology plus where it came from (paths resolve relative to the file)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: Path
+    topology: Topology
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def warehouse_path(self, override: str | Path | None = None) -> Path:
+        raw = Path(override) if override is not None else Path(self.topology.warehouse)
+        return raw if raw.is_absolute() else (
+            Path.cwd() / raw if override is not None else self.base_dir / raw)
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("DUALBUS_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("dualbus.yaml")
+    if local.exists():
+        return local
+    for candidate in (SOURCE_ROOT / "dualbus.yaml", SHIPPED_DIR / "dualbus.yaml"):
+        if candidate.exists():
+            return candidate
+    return local
+
+
+def shipped_dir(name: str) -> Path:
+    """Where the shipped `slo/` or `templates/` live: source checkout first, then the wheel."""
+    for candidate in (SOURCE_ROOT / name, SHIPPED_DIR / name):
+        if candidate.is_dir():
+            return candidate
+    return SOURCE_ROOT / name
+
+
+def load_config(path: str | Path | None = None) -> LoadedConfig:
+    """Load and validate a topology file; raise ConfigError listing every problem."""
+    p = Path(path) if path is not None else default_config_path()
+    shown = str(path) if path is not None else str(p)
+    doc = load_yaml(p, shown_as=shown)
+    if doc.problems and doc.data is None:
+        raise ConfigError(doc.problems)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(doc.problems + [f"{shown}: (top level): must be a mapping of keys "
+                                          "(platform, buses, engines, ...)"])
+    problems = list(doc.problems)
+    try:
+        topo = Topology.model_validate(doc.data)
+    except ValidationError as exc:
+        problems += _config_problems(exc, doc, shown)
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(path=p.resolve(), topology=topo)
+
+
+def _config_problems(exc: ValidationError, doc: object, shown: str) -> list[str]:
+    from dualbus_pipeline.yamlsrc import YamlDoc
+
+    assert isinstance(doc, YamlDoc)
+    out: list[str] = []
+    for line in validation_problems(exc, doc, Topology, shown_as=shown, with_line=False):
+        # Cross-checks raise one ValueError holding several "path: message" lines.
+        head, _, rest = line.partition(": (top level): ")
+        if rest:
+            for sub in rest.split("\n"):
+                sub = re.sub(r" \(got .*\)$", "", sub) if sub.count("(got") else sub
+                out.append(f"{head}: {sub}")
+        else:
+            out.append(line)
+    return out
