@@ -1,0 +1,216 @@
+"""Writing a run: the `runs` row lifecycle and bulk loads of samples and summaries via Arrow.
+
+Lifecycle: `begin_run` records status 'running' (own short transaction); `store_measurements`
+writes every sample, summary and target row inside the caller's transaction, which also
+writes the SLO verdicts and flips the row to 'completed' (`complete_run`). A run that fails
+is marked 'failed' with its reason; one that was killed is found 'running' with a dead PID
+and marked 'aborted' by the next writer. No sample row exists for a run that did not complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from dualbus_pipeline.probes.model import (
+    BusResult,
+    EngineResult,
+    PairResult,
+    SampleBatch,
+    Summary,
+)
+from dualbus_pipeline.store.warehouse import Warehouse
+
+SAMPLE_COLUMNS = ("run_id", "target", "kind", "seq", "intended_ns", "sent_ns", "done_ns",
+                  "latency_ms", "service_ms", "ok", "status", "error")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def begin_run(wh: Warehouse, run_id: str, platform: str, *, config_path: str | None = None,
+              topology: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> None:
+    """Record that a run started (idempotent), and mark runs whose writer died as aborted."""
+    with wh.transaction() as con:
+        _mark_dead_runs_aborted(con)
+        exists = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if exists:
+            return
+        con.execute(
+            "INSERT INTO runs (run_id, platform, started_at, status, pid, config_path, "
+            "topology, settings) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+            [run_id, platform, now_utc(), os.getpid(), config_path,
+             json.dumps(topology or {}), json.dumps(settings or {})])
+
+
+def _mark_dead_runs_aborted(con: duckdb.DuckDBPyConnection) -> None:
+    rows = con.execute("SELECT run_id, pid FROM runs WHERE status = 'running'").fetchall()
+    for run_id, pid in rows:
+        if pid is None or not _pid_alive(int(pid)):
+            con.execute("UPDATE runs SET status = 'aborted', finished_at = ?, error = "
+                        "'the run stopped before completing (process killed or crashed)' "
+                        "WHERE run_id = ?", [now_utc(), run_id])
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
+    with wh.transaction() as con:
+        con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
+                    "WHERE run_id = ? AND status = 'running'", [now_utc(), error[:2000], run_id])
+
+
+def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, *, settings: dict[str, Any],
+                 overall: dict[str, Any]) -> None:
+    con.execute(
+        "UPDATE runs SET status = 'completed', finished_at = ?, settings = ?, "
+        "overall_grade = ?, overall_score = ?, overall_passed = ?, overall_result = ?, "
+        "breaches = ? WHERE run_id = ?",
+        [now_utc(), json.dumps(settings), overall.get("grade"), overall.get("score"),
+         overall.get("passed"), overall.get("result"), overall.get("breaches"), run_id])
+
+
+def _sample_table(run_id: str, batches: Iterable[SampleBatch]) -> pa.Table:
+    cols: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+    for b in batches:
+        n = len(b)
+        cols["run_id"] += [run_id] * n
+        cols["target"] += [b.target] * n
+        cols["kind"] += [b.kind] * n
+        cols["seq"] += list(range(n))
+        cols["intended_ns"] += b.intended_ns
+        cols["sent_ns"] += b.sent_ns
+        cols["done_ns"] += b.done_ns
+        cols["latency_ms"] += b.latency_ms()
+        cols["service_ms"] += b.service_ms()
+        cols["ok"] += b.ok
+        cols["status"] += b.status
+        cols["error"] += b.error
+    schema = pa.schema([
+        ("run_id", pa.string()), ("target", pa.string()), ("kind", pa.string()),
+        ("seq", pa.int32()), ("intended_ns", pa.int64()), ("sent_ns", pa.int64()),
+        ("done_ns", pa.int64()), ("latency_ms", pa.float64()), ("service_ms", pa.float64()),
+        ("ok", pa.bool_()), ("status", pa.int32()), ("error", pa.string())])
+    return pa.table(cols, schema=schema)
+
+
+def _insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+    # `table` is always one of our own literal table names, never user input.
+    assert table.isidentifier()
+    if data.num_rows == 0:
+        return
+    con.register("_dualbus_load", data)
+    try:
+        cols = ", ".join(data.column_names)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _dualbus_load")
+    finally:
+        con.unregister("_dualbus_load")
+
+
+def _summary_row(run_id: str, scope: str, target: str, metric: str,
+                 s: Summary) -> dict[str, Any]:
+    return {"run_id": run_id, "scope": scope, "target": target, "metric": metric,
+            "count": s.count, "ok": s.ok, "success_ratio": s.success_ratio, "mean": s.mean,
+            "p50": s.p50, "p90": s.p90, "p99": s.p99, "p999": s.p999, "max": s.max,
+            "min": s.min, "service_p50": s.service_p50, "service_p99": s.service_p99,
+            "intended_rate_per_s": s.intended_rate_per_s,
+            "achieved_rate_per_s": s.achieved_rate_per_s,
+            "lateness_p99_ms": s.lateness_p99_ms, "valid": s.valid,
+            "invalid_reason": s.invalid_reason}
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows)
+
+
+def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[BusResult],
+                       engines: list[EngineResult], pairs: list[PairResult]) -> int:
+    """Bulk-load one run's measurements inside the caller's transaction; returns sample count."""
+    for table in ("engine_samples", "bus_samples", "pair_samples", "targets", "summaries",
+                  "bus_info", "stream_stats"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # re-materialization
+    tables = {
+        "engine_samples": _sample_table(run_id, (e.samples for e in engines)),
+        "bus_samples": _sample_table(run_id, (s for b in buses for s in b.samples)),
+        "pair_samples": _sample_table(run_id, (p.samples for p in pairs)),
+    }
+    for name, data in tables.items():
+        _insert_arrow(con, name, data)
+
+    targets: list[dict[str, Any]] = []
+    summaries: list[dict[str, Any]] = []
+    for e in engines:
+        targets.append({"run_id": run_id, "scope": "engine", "target": e.name, "title": e.title,
+                        "status": e.status, "status_reason": e.status_reason,
+                        "throughput": e.capacity_rps, "capacity_messages": None,
+                        "detail": json.dumps({"url": e.url, "body_statuses": e.body_statuses})})
+        summaries.append(_summary_row(run_id, "engine", e.name, "latency", e.summary))
+    for b in buses:
+        targets.append({"run_id": run_id, "scope": "bus", "target": b.name, "title": b.title,
+                        "status": b.status, "status_reason": b.status_reason,
+                        "throughput": b.throughput_msgs_per_s,
+                        "capacity_messages": b.capacity_messages,
+                        "detail": json.dumps({"url": b.url, "error": b.error})})
+        summaries.append(_summary_row(run_id, "bus", b.name, "ping", b.ping))
+        summaries.append(_summary_row(run_id, "bus", b.name, "delivery", b.delivery))
+    for p in pairs:
+        key = f"{p.from_}->{p.to}"
+        targets.append({"run_id": run_id, "scope": "pair", "target": key, "title": key,
+                        "status": p.status, "status_reason": p.status_reason,
+                        "throughput": None, "capacity_messages": None,
+                        "detail": json.dumps({"from": p.from_, "to": p.to, "bus": p.bus})})
+        summaries.append(_summary_row(run_id, "pair", key, "roundtrip", p.summary))
+    if targets:
+        _insert_arrow(con, "targets", pa.Table.from_pylist(targets, schema=_TARGETS_SCHEMA))
+    if summaries:
+        _insert_arrow(con, "summaries",
+                      pa.Table.from_pylist(summaries, schema=_SUMMARIES_SCHEMA))
+    info_rows = [{"run_id": run_id, "bus": b.name, "metric": k, "value": float(v)}
+                 for b in buses for k, v in sorted(b.info.items())]
+    if info_rows:
+        _insert_arrow(con, "bus_info", _rows_table(info_rows))
+    stream_rows = [{"run_id": run_id, "bus": b.name, "engine": s.engine, "stream": s.stream,
+                    "grp": s.group, "present": s.exists, "length": s.length, "lag": s.lag,
+                    "pending": s.pending, "consumers": s.consumers, "error": s.error}
+                   for b in buses for s in b.streams]
+    if stream_rows:
+        _insert_arrow(con, "stream_stats", pa.Table.from_pylist(stream_rows,
+                                                                schema=_STREAMS_SCHEMA))
+    return sum(t.num_rows for t in tables.values())
+
+
+_F = pa.float64()
+_TARGETS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("scope", pa.string()), ("target", pa.string()),
+    ("title", pa.string()), ("status", pa.string()), ("status_reason", pa.string()),
+    ("throughput", _F), ("capacity_messages", pa.int32()), ("detail", pa.string())])
+_SUMMARIES_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("scope", pa.string()), ("target", pa.string()),
+    ("metric", pa.string()), ("count", pa.int32()), ("ok", pa.int32()),
+    ("success_ratio", _F), ("mean", _F), ("p50", _F), ("p90", _F), ("p99", _F), ("p999", _F),
+    ("max", _F), ("min", _F), ("service_p50", _F), ("service_p99", _F),
+    ("intended_rate_per_s", _F), ("achieved_rate_per_s", _F), ("lateness_p99_ms", _F),
+    ("valid", pa.bool_()), ("invalid_reason", pa.string())])
+_STREAMS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("bus", pa.string()), ("engine", pa.string()),
+    ("stream", pa.string()), ("grp", pa.string()), ("present", pa.bool_()),
+    ("length", pa.int64()), ("lag", pa.int64()), ("pending", pa.int64()),
+    ("consumers", pa.int32()), ("error", pa.string())])
