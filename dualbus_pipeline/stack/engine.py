@@ -1,0 +1,290 @@
+"""One engine host process of the reference stack: `python -m dualbus_pipeline.stack.engine SPEC`.
+
+Owns the behaviour of a reference engine: an aiohttp `GET <health_path>` endpoint and a
+consumer-group loop on the engine's stream implementing the dualbus probe protocol
+(product.md §4.3), with the injected faults of §9. A host process runs one or more engines
+(SPEC is a JSON file, see `HostSpec`); by default the manager gives each engine its own
+process so one engine can be killed on its own.
+
+Deliberately light on imports (no pydantic, no config): a thousand engines start faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("dualbus.stack.engine")
+
+PROBE_TYPE = b"dualbus.probe"
+READ_BLOCK_MS = 1000
+READ_COUNT = 100
+BACKOFF_START_S = 0.05
+BACKOFF_MAX_S = 2.0
+GROUP_SETUP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    down: bool = False
+    unhealthy: bool = False
+    delay_ms: float = 0.0
+    error_ratio: float = 0.0
+    probe_protocol: bool = True
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    bind: str
+    port: int
+    health_path: str
+    bus_url: str
+    stream: str
+    group: str
+    fault: FaultSpec = field(default_factory=FaultSpec)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EngineSpec:
+        fault = FaultSpec(**d.get("fault", {}))
+        return cls(name=d["name"], bind=d["bind"], port=int(d["port"]),
+                   health_path=d["health_path"], bus_url=d["bus_url"], stream=d["stream"],
+                   group=d["group"], fault=fault)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    host_id: str
+    engines: list[EngineSpec]
+    stream_maxlen: int = 10_000
+
+    @classmethod
+    def load(cls, path: Path) -> HostSpec:
+        d = json.loads(path.read_text())
+        return cls(host_id=d["host_id"],
+                   engines=[EngineSpec.from_json(e) for e in d["engines"]],
+                   stream_maxlen=int(d.get("stream_maxlen", 10_000)))
+
+
+async def precise_sleep(seconds: float) -> None:
+    """Sleep `seconds` with sub-millisecond accuracy.
+
+    asyncio timers round up to the selector's 1 ms granularity, which would make a 0.5 ms and
+    a 0.8 ms fault indistinguishable; the last ~1.5 ms are spun with `sleep(0)`, which still
+    lets the engine's other requests run.
+    """
+    end = time.perf_counter() + seconds
+    coarse = seconds - 0.0015
+    if coarse > 0:
+        await asyncio.sleep(coarse)
+    while time.perf_counter() < end:
+        await asyncio.sleep(0)
+
+
+class EngineRuntime:
+    """One engine: health handler + probe-protocol consumer, with its faults."""
+
+    def __init__(self, spec: EngineSpec, stream_maxlen: int) -> None:
+        self.spec = spec
+        self.fault = spec.fault
+        self.maxlen = stream_maxlen
+        self.started = time.monotonic()
+        self.bus_connected = False
+        self.consumer = f"{spec.name}-{os.getpid()}"
+        # Error diffusion rather than random draws: exactly `error_ratio` of replies fail
+        # (±1 over any run of requests), starting at a random phase.
+        self._error_acc = random.random()
+        self.probes_handled = 0
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        if self.fault.delay_ms:
+            await precise_sleep(self.fault.delay_ms / 1000)
+        if self.fault.error_ratio:
+            self._error_acc += self.fault.error_ratio
+            if self._error_acc >= 1.0:
+                self._error_acc -= 1.0
+                return web.json_response(
+                    {"status": "error", "engine": self.spec.name,
+                     "error": "injected fault: error_ratio"}, status=500)
+        if self.fault.unhealthy:
+            return web.json_response(
+                {"status": "unhealthy", "engine": self.spec.name,
+                 "reason": "injected fault: unhealthy"}, status=503)
+        return web.json_response({
+            "status": "healthy",
+            "engine": self.spec.name,
+            "stream": self.spec.stream,
+            "bus_connected": self.bus_connected,
+            "probes_handled": self.probes_handled,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        })
+
+    # -- bus --------------------------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self.spec.bus_url, socket_connect_timeout=2.0,
+            socket_timeout=READ_BLOCK_MS / 1000 + 5.0, health_check_interval=0)
+
+    async def ensure_group(self, client: aioredis.Redis) -> None:
+        try:
+            # id 0: a message XADDed between MKSTREAM by someone else and our group creation
+            # is still delivered; the reference buses start empty, so there is no backlog.
+            await client.xgroup_create(self.spec.stream, self.spec.group, id="0",
+                                       mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def setup_group(self) -> None:
+        """Create the consumer group before the HTTP port opens, so 'answers' means 'consumes'."""
+        deadline = time.monotonic() + GROUP_SETUP_TIMEOUT_S
+        while True:
+            client = self._client()
+            try:
+                await self.ensure_group(client)
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    log.warning("%s: bus not reachable yet (%s); consumer will keep retrying",
+                                self.spec.name, exc)
+                    return
+                await asyncio.sleep(0.1)
+            finally:
+                await client.aclose()
+
+    async def consume(self) -> None:
+        backoff = BACKOFF_START_S
+        while True:
+            client = self._client()
+            try:
+                await self.ensure_group(client)
+                if not self.bus_connected:
+                    log.info("%s: consuming %s as %s/%s", self.spec.name, self.spec.stream,
+                             self.spec.group, self.consumer)
+                self.bus_connected = True
+                backoff = BACKOFF_START_S
+                while True:
+                    resp = await client.xreadgroup(
+                        self.spec.group, self.consumer, {self.spec.stream: ">"},
+                        count=READ_COUNT, block=READ_BLOCK_MS)
+                    for _stream, entries in resp or []:
+                        await self._handle_batch(client, entries)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the bus restarted empty: recreate the group
+                    log.warning("%s: group vanished, recreating", self.spec.name)
+                    await asyncio.sleep(0.01)
+                    continue
+                log.warning("%s: bus error: %s", self.spec.name, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if self.bus_connected:
+                    log.warning("%s: lost the bus (%s); reconnecting", self.spec.name, exc)
+                self.bus_connected = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            finally:
+                await client.aclose()
+
+    async def _handle_batch(self, client: aioredis.Redis,
+                            entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        # Hops of one batch run concurrently so an injected delay slows each hop, not the bus.
+        await asyncio.gather(*(self._handle(client, fields) for _id, fields in entries))
+        await client.xack(self.spec.stream, self.spec.group, *[mid for mid, _ in entries])
+
+    async def _handle(self, client: aioredis.Redis, fields: dict[bytes, bytes]) -> None:
+        if fields.get(b"message_type") != PROBE_TYPE or not self.fault.probe_protocol:
+            return  # acked by the caller, otherwise ignored
+        if self.fault.delay_ms:
+            await precise_sleep(self.fault.delay_ms / 1000)
+        forward_to = fields.get(b"forward_to")
+        if forward_to:
+            out = {k: v for k, v in fields.items() if k != b"forward_to"}
+            await client.xadd(forward_to, out,  # type: ignore[arg-type]
+                              maxlen=self.maxlen, approximate=True)
+        else:
+            reply_to = fields.get(b"reply_to")
+            if not reply_to:
+                return
+            reply = {b"correlation_id": fields.get(b"correlation_id", b""),
+                     b"sent_ns": fields.get(b"sent_ns", b""),
+                     b"replied_by": self.spec.name.encode()}
+            await client.xadd(reply_to, reply,  # type: ignore[arg-type]
+                              maxlen=self.maxlen, approximate=True)
+        self.probes_handled += 1
+
+
+async def serve(spec: HostSpec, stop: asyncio.Event) -> int:
+    runtimes = [EngineRuntime(e, spec.stream_maxlen) for e in spec.engines if not e.fault.down]
+    await asyncio.gather(*(rt.setup_group() for rt in runtimes))
+    consumers = [asyncio.create_task(rt.consume(), name=f"consume-{rt.spec.name}")
+                 for rt in runtimes]
+    runners: list[web.AppRunner] = []
+    code = 0
+    try:
+        for rt in runtimes:
+            app = web.Application()
+            app.router.add_get(rt.spec.health_path, rt.health)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            site = web.TCPSite(runner, rt.spec.bind, rt.spec.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                print(f"engine {rt.spec.name}: cannot listen on {rt.spec.bind}:{rt.spec.port}: "
+                      f"{exc.strerror or exc}", file=sys.stderr, flush=True)
+                code = 3
+                return code
+            log.info("%s: listening on http://%s:%d%s", rt.spec.name, rt.spec.bind,
+                     rt.spec.port, rt.spec.health_path)
+        await stop.wait()
+    finally:
+        for task in consumers:
+            task.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+        for runner in runners:
+            await runner.cleanup()
+    return code
+
+
+async def _main(spec: HostSpec) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await serve(spec, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m dualbus_pipeline.stack.engine SPEC.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    spec = HostSpec.load(Path(args[0]))
+    log.info("host %s: pid %d, %d engine(s)", spec.host_id, os.getpid(), len(spec.engines))
+    return asyncio.run(_main(spec))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
