@@ -1,0 +1,266 @@
+"""Evaluating SLOs for one run: indicator values → objectives → grades → `slo_results`.
+
+`evaluate_run` runs inside the caller's transaction (the one that stored the run's samples)
+and reads/writes only through dualbus_pipeline.store. Per SLO and target it decides one
+outcome:
+
+* ``pass`` / ``breach``  the value met / missed the objective (graded);
+* ``no_data``  no valid summary, no successful samples, or too few for the aggregate — a
+  breach with value NULL and reason "no data: ...", never a silent pass;
+* ``insufficient_baseline``  a relative objective without enough baseline runs — recorded
+  with passed=false and grade NULL, but neither a pass nor a breach: not scored, not gated.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from dualbus_pipeline.errors import PipelineError
+from dualbus_pipeline.slospec import grading
+from dualbus_pipeline.slospec.catalogue import MIN_SAMPLES, Indicator
+from dualbus_pipeline.slospec.model import Slo
+from dualbus_pipeline.store import baselines, slo_queries
+from dualbus_pipeline.store.slo_queries import Connection, Measured, RunRow
+
+
+@dataclass(frozen=True)
+class SloResult:
+    """One row of `slo_results`."""
+
+    run_id: str
+    slo: str
+    scope: str
+    target: str
+    indicator: str
+    aggregate: str
+    value: float | None
+    objective_op: str
+    objective: float | None
+    objective_text: str
+    baseline: float | None
+    passed: bool
+    attainment: float | None
+    grade: str | None
+    severity: str
+    weight: float
+    is_key: bool
+    reason: str
+    error_budget_remaining: float | None
+    burn_rate: float | None
+    outcome: grading.Outcome
+    unit: str
+    direction: str
+    window_text: str | None
+    window_runs: int | None
+    samples: int | None
+    description: str
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def breached(self) -> bool:
+        return self.outcome in ("breach", "no_data")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    run_id: str
+    results: list[SloResult]
+    overall: dict[str, Any]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [r.as_row() for r in self.results]
+
+    def breaches(self) -> list[SloResult]:
+        return [r for r in self.results if r.breached]
+
+
+def evaluate_run(con: Connection, run_id: str, slos: Sequence[Slo], *,
+                 baseline_runs: int, pass_score: float = grading.PASS_SCORE,
+                 warning_score: float = grading.WARNING_SCORE) -> Evaluation:
+    """Evaluate every SLO for `run_id`, replace its slo_results rows, return the verdicts."""
+    run = slo_queries.run_row(con, run_id)
+    if run is None:
+        raise PipelineError(f"cannot evaluate SLOs: run {run_id!r} is not in the warehouse")
+    results: list[SloResult] = []
+    for slo in slos:
+        results += _evaluate_slo(con, run, slo, baseline_runs)
+    slo_queries.write_results(con, run_id, [r.as_row() for r in results])
+    overall = grading.overall(
+        [grading.Scored(r.slo, r.outcome, r.passed, r.severity, r.weight, r.is_key)
+         for r in results], pass_score=pass_score, warning_score=warning_score)
+    return Evaluation(run_id=run_id, results=results, overall=overall)
+
+
+def select_targets(available: Sequence[str],
+                   patterns: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(targets to evaluate, patterns that matched nothing) for an SLO's `targets` filter."""
+    if patterns is None:
+        return list(available), []
+    chosen = [t for t in available if any(fnmatchcase(t, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(fnmatchcase(t, p) for t in available)]
+    return chosen, unmatched
+
+
+def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
+                  baseline_runs: int) -> list[SloResult]:
+    ind = slo.spec
+    targets, unmatched = select_targets(
+        slo_queries.run_targets(con, run.run_id, slo.scope), slo.targets)
+    windowed = slo.window is not None
+    run_ids = (slo_queries.window_run_ids(con, run, runs=slo.window_runs(),
+                                          seconds=slo.window_seconds())
+               if windowed else [run.run_id])
+    measured = {m.target: m for m in
+                slo_queries.measure(con, ind, slo.aggregate, run_ids, targets)}
+    current = measured if not windowed else {
+        m.target: m for m in slo_queries.measure(con, ind, slo.aggregate, [run.run_id],
+                                                 targets)}
+    base = (_baselines(con, ind, slo.aggregate, run, targets, baseline_runs)
+            if slo.objective.relative else {})
+    out = []
+    for target in targets:
+        m = measured.get(target)
+        problem = _no_data(con, run, slo, ind, target, m, len(run_ids))
+        out.append(_result(run, slo, ind, target, m, problem, base.get(target),
+                           current.get(target), len(run_ids) if windowed else None))
+    for pattern in unmatched:
+        out.append(_result(run, slo, ind, pattern, None,
+                           f"no data: no {slo.scope} matching {pattern!r} was measured in "
+                           "this run", None, None, None))
+    return out
+
+
+def _usable(m: Measured | None, aggregate: str, ind: Indicator) -> bool:
+    if m is None or m.value is None:
+        return False
+    return not (ind.kind == "samples" and m.good < MIN_SAMPLES[aggregate])
+
+
+def _no_data(con: Connection, run: RunRow, slo: Slo, ind: Indicator,
+             target: str, m: Measured | None, runs: int) -> str | None:
+    if _usable(m, slo.aggregate, ind):
+        return None
+    if m is not None and m.value is not None:
+        return (f"no data: {slo.aggregate} needs at least {MIN_SAMPLES[slo.aggregate]} "
+                f"successful samples, got {m.good}")
+    what = f"{slo.scope} {target!r}"
+    if slo.window is not None:
+        return f"no data: no valid {ind.name} data for {what} in the {slo.window} window " \
+               f"({runs} runs)"
+    if ind.kind in ("samples", "ratio"):
+        assert ind.metric is not None
+        st = slo_queries.summary_states(con, run.run_id, ind.scope, ind.metric).get(target)
+        if st is None:
+            return f"no data: no {ind.metric} measurements for {what} in this run"
+        if not st["valid"]:
+            return f"no data: {st['invalid_reason'] or 'the measurement was marked invalid'}"
+        return f"no data: no successful samples ({st['count']} of {st['count']} failed)"
+    if ind.kind == "availability" and ind.scope == "system":
+        return "no data: no engines were measured in this run"
+    if ind.kind == "sum":
+        return "no data: not every bus has a throughput measurement in this run"
+    state = slo_queries.target_states(con, run.run_id, ind.scope).get(target)
+    status = f" (status {state[0]}: {state[1]})" if state and state[1] else (
+        f" (status {state[0]})" if state else "")
+    if ind.table == "stream_stats":
+        return (f"no data: no consumer-group {ind.column} reported for {what}{status}")
+    return f"no data: {what} has no {ind.name} measurement in this run{status}"
+
+
+def _baselines(con: Connection, ind: Indicator, aggregate: str, run: RunRow,
+               targets: Sequence[str], n: int) -> dict[str, tuple[float | None, str]]:
+    """Per target: (baseline value or None, how it was found / why there is none)."""
+    pinned = baselines.pinned_run(con)
+    if pinned is not None:
+        got = {m.target: m for m in slo_queries.measure(con, ind, aggregate, [pinned], targets)}
+        out: dict[str, tuple[float | None, str]] = {}
+        for t in targets:
+            m = got.get(t)
+            out[t] = ((m.value, f"pinned run {pinned}")
+                      if m is not None and _usable(m, aggregate, ind) and m.value is not None
+                      else (None, f"insufficient baseline: pinned run {pinned!r} has no data "
+                            f"for {ind.scope} {t!r}"))
+        return out
+    prior = slo_queries.prior_good_runs(con, run, limit=n * 3 + 10)
+    order = {r: i for i, r in enumerate(prior)}
+    values: dict[str, list[tuple[int, float]]] = {t: [] for t in targets}
+    for m in slo_queries.measure(con, ind, aggregate, prior, targets, per_run=True):
+        if m.run_id is not None and m.value is not None and _usable(m, aggregate, ind):
+            values[m.target].append((order[m.run_id], m.value))
+    out = {}
+    for t in targets:
+        recent = [v for _, v in sorted(values[t])[:n]]
+        out[t] = ((statistics.median(recent), f"median of {n} runs") if len(recent) >= n
+                  else (None, f"insufficient baseline: {len(recent)} of {n} runs"))
+    return out
+
+
+def _result(run: RunRow, slo: Slo, ind: Indicator, target: str, m: Measured | None,
+            problem: str | None, base: tuple[float | None, str] | None,
+            current: Measured | None, window_runs: int | None) -> SloResult:
+    obj = slo.objective
+    common: dict[str, Any] = {
+        "run_id": run.run_id, "slo": slo.name, "scope": slo.scope, "target": target,
+        "indicator": slo.indicator, "aggregate": slo.aggregate, "objective_op": obj.op,
+        "objective_text": obj.text(), "severity": slo.severity, "weight": slo.weight,
+        "is_key": slo.key, "unit": ind.unit, "direction": ind.direction,
+        "window_text": slo.window, "window_runs": window_runs,
+        "description": slo.description,
+        "samples": None if m is None else (m.good if ind.kind in ("samples", "value", "sum")
+                                           else m.total),
+    }
+    value = None if problem is not None or m is None else m.value
+    baseline = base[0] if base else None
+    if obj.relative and base is not None and baseline is None:
+        return SloResult(**common, value=value, objective=None, baseline=None, passed=False,
+                         attainment=None, grade=None, reason=base[1],
+                         error_budget_remaining=None, burn_rate=None,
+                         outcome="insufficient_baseline")
+    threshold = obj.threshold(baseline) if (baseline is not None or not obj.relative) else None
+    if value is None or problem is not None:
+        return SloResult(**common, value=None, objective=threshold, baseline=baseline,
+                         passed=False, attainment=None, grade=None,
+                         reason=problem or "no data", error_budget_remaining=None,
+                         burn_rate=None, outcome="no_data")
+    assert threshold is not None
+    passed = obj.met(value, threshold)
+    att = grading.attainment(value, threshold, ind.direction)
+    raw_grade = grading.grade_for(att, slo.grades)
+    grade = grading.grade_result(att, passed, slo.grades)
+    reason = grading.justify(aggregate=slo.aggregate, value=value, objective_op=obj.op,
+                             objective=threshold, unit=ind.unit, passed=passed, att=att,
+                             grade=grade, raw_grade=raw_grade, baseline=baseline,
+                             objective_text=obj.text())
+    remaining, burn = _budget(slo, ind, value, threshold, current)
+    if remaining is not None:
+        reason += (f" Error budget over {slo.window}: {remaining * 100:.0f} % left"
+                   + (f", this run burned it at {burn:.2f}×." if burn is not None else "."))
+    return SloResult(**common, value=value, objective=threshold, baseline=baseline,
+                     passed=passed, attainment=att, grade=grade, reason=reason,
+                     error_budget_remaining=remaining, burn_rate=burn,
+                     outcome="pass" if passed else "breach")
+
+
+def _budget(slo: Slo, ind: Indicator, value: float, threshold: float,
+            current: Measured | None) -> tuple[float | None, float | None]:
+    """(error budget remaining as a fraction, this run's burn rate) for windowed ratios.
+
+    The budget is the allowed bad fraction 1 - objective; remaining = 1 - spent/allowed over
+    the window; the burn rate is this run's bad fraction / allowed (1.0 = exactly on budget).
+    """
+    if slo.window is None or not ind.budgeted or ind.direction != "higher":
+        return None, None
+    allowed = 1.0 - threshold
+    if allowed <= 0:
+        return None, None
+    remaining = 1.0 - (1.0 - value) / allowed
+    burn = None
+    if current is not None and current.value is not None:
+        burn = (1.0 - current.value) / allowed
+    return remaining, burn
