@@ -34,8 +34,11 @@ def batch(target: str, kind: str, latencies_ms: Sequence[float],
 
 def summary(b: SampleBatch, *, valid: bool = True, reason: str | None = None) -> Summary:
     ok = sum(b.ok)
+    lat = sorted(x for x, good in zip(b.latency_ms(), b.ok, strict=True) if good)
+    mean = sum(lat) / len(lat) if lat else None
     return Summary(count=len(b), ok=ok, success_ratio=ok / len(b) if len(b) else 0.0,
-                   mean=None, p50=None, p90=None, p99=None, p999=None, max=None, min=None,
+                   mean=mean, p50=None, p90=None, p99=lat[-1] if lat else None, p999=None,
+                   max=lat[-1] if lat else None, min=lat[0] if lat else None,
                    service_p50=None, service_p99=None, intended_rate_per_s=None,
                    achieved_rate_per_s=None, lateness_p99_ms=None, valid=valid,
                    invalid_reason=reason)

@@ -31,9 +31,9 @@ CREATE TABLE trend_points (
     PRIMARY KEY (run_id, scope, target, indicator, aggregate)
 );
 
--- System trend: one row per completed run, computed from what was measured.
+-- System trend: one row per run (filter on status = 'completed'), computed from what was measured.
 CREATE VIEW system_trend AS
-SELECT r.run_id, r.started_at, r.platform, r.excluded,
+SELECT r.run_id, r.started_at, r.platform, r.status, r.excluded,
        e.engines_total, e.engines_operational,
        CASE WHEN e.engines_total > 0
             THEN e.engines_operational::DOUBLE / e.engines_total END AS availability,
@@ -55,5 +55,4 @@ LEFT JOIN (SELECT run_id,
                   max(p99) FILTER (WHERE scope = 'engine' AND metric = 'latency')
                       AS max_engine_p99_ms,
                   sum(count - ok) AS failed_samples, sum(count) AS total_samples
-           FROM summaries GROUP BY run_id) l USING (run_id)
-WHERE r.status = 'completed';
+           FROM summaries GROUP BY run_id) l USING (run_id);
