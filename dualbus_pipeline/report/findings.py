@@ -310,10 +310,20 @@ def trend_rows(trends: dict[str, Any] | None) -> list[dict[str, Any]]:
         if base is None and len(points) >= 2:
             base = statistics.median(p["value"] for p in points[:-1])
         lower_better = s.get("direction", "lower") == "lower"
-        out.append({"series": s, "points": points,
-                    **_compare(base, current, lower_better)})
+        cmp = _compare(base, current, lower_better)
+        if s.get("regression") is not None and cmp["verdict"] != "no data":
+            # the trend tables' own flag wins, so the report agrees with alerts and the UI
+            if s["regression"]:
+                cmp["verdict"] = "regressed"
+            elif cmp["verdict"] == "regressed":
+                cmp["verdict"] = "steady"
+        out.append({"series": s, "points": points, **cmp})
     rank = {"regressed": 0, "improved": 1, "steady": 2, "no data": 3}
     return sorted(out, key=lambda r: rank.get(r["verdict"], 4))
+
+
+def is_lag_series(s: dict[str, Any]) -> bool:
+    return "lag" in str(s.get("metric", "")) or "lag" in str(s.get("indicator", ""))
 
 
 def rising(points: list[dict[str, Any]], last: int = 3) -> bool:
@@ -392,7 +402,7 @@ def _lag_rules(results: dict[str, Any], trends: dict[str, Any] | None, add: Any)
     lag_series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in trend_rows(trends):
         s = row["series"]
-        if s.get("metric") in ("lag", "consumer_lag"):
+        if is_lag_series(s):
             lag_series[(str(s.get("bus") or ""), str(s.get("target")))] = row["points"]
     for b in results.get("buses", []):
         for st in b.get("streams", []):
@@ -420,7 +430,7 @@ def _regression_rules(results: dict[str, Any], trends: dict[str, Any] | None,
     run_label = base_run.get("run_id") or "the baseline"
     for row in trend_rows(trends):
         s = row["series"]
-        if row["verdict"] == "regressed" and s.get("metric") not in ("lag", "consumer_lag"):
+        if row["verdict"] == "regressed" and not is_lag_series(s):
             # lag has its own rule (scale consumers); this one is for latency/throughput
             add("This week", "regression → compare with baseline",
                 f"Compare {s.get('label') or s.get('target')} with baseline run {run_label}",

@@ -25,7 +25,7 @@ def fmt_num(v: Any, digits: int = 3) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     v = float(v)
-    if v.is_integer() and abs(v) >= 1:
+    if v.is_integer():
         return f"{v:,.0f}"
     if abs(v) >= 1000:
         return f"{v:,.0f}"

@@ -124,6 +124,8 @@ def build_view(results: dict[str, Any], trends: dict[str, Any] | None = None,
         "baseline_comparisons": findings.baseline_comparisons(results),
         "trend_rows": trend_rows,
         "trend_baseline": (trends or {}).get("baseline") or {},
+        "headline_comparison": [m for m in ((trends or {}).get("comparison") or {}).get(
+            "metrics", []) if m.get("baseline") is not None or m.get("current") is not None],
         "has_trends": any(len(r["points"]) >= 2 for r in trend_rows),
         "history": history or [],
         "error_budgets": findings.error_budgets(results),
