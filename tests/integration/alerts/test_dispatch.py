@@ -1,0 +1,214 @@
+"""dispatch_alerts end to end: real DuckDB file, real Apprise, real HTTP server capturing posts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from dualbus_pipeline.alerts import dispatch_alerts
+from dualbus_pipeline.config import AlertSink
+from dualbus_pipeline.store import Warehouse
+from tests.integration.alerts.support import (
+    T0,
+    CaptureSink,
+    Result,
+    record_run,
+    rows,
+    topology,
+)
+
+BREACH = Result("engine_latency_p99", "risk", passed=False, value=12.5, grade="F")
+PASS = Result("engine_latency_p99", "risk", passed=True, value=4.0, grade="A")
+
+
+def test_breach_fires_once_stays_quiet_then_resolves(wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([sink.url()])
+    record_run(wh, "run-1", [BREACH], at=T0)
+    s1 = dispatch_alerts(wh, "run-1", topo, report_path="/r/run-1/report.html", now=T0)
+    assert (s1.fired, s1.delivered, s1.pending) == (1, 1, 0)
+    assert len(sink.posts) == 1
+    post = sink.posts[0].json
+    assert post["title"] == "FIRING error: engine_latency_p99 on risk"
+    assert post["type"] == "failure"
+    for needle in ("Value: 12.5", "Objective: < 10", "Grade: F", "Run: run-1",
+                   "Report: /r/run-1/report.html", "Target: risk"):
+        assert needle in post["message"], needle
+
+    record_run(wh, "run-2", [BREACH], at=T0 + timedelta(minutes=15))
+    s2 = dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=15))
+    assert (s2.fired, s2.reminded, s2.resolved) == (0, 0, 0)
+    assert len(sink.posts) == 1  # same breach, next run: nothing
+
+    record_run(wh, "run-3", [PASS], at=T0 + timedelta(minutes=30))
+    s3 = dispatch_alerts(wh, "run-3", topo, report_path="/r/3", now=T0 + timedelta(minutes=30))
+    assert s3.resolved == 1
+    assert sink.titles() == ["FIRING error: engine_latency_p99 on risk",
+                             "RESOLVED error: engine_latency_p99 on risk"]
+    assert sink.posts[1].json["type"] == "success"
+    assert "Run: run-3" in sink.posts[1].json["message"]
+
+    events = rows(wh, "SELECT run_id, transition FROM alert_events ORDER BY event_at")
+    assert events == [("run-1", "fired"), ("run-3", "resolved")]
+    state = rows(wh, "SELECT state, first_breach_run, last_run FROM alerts")
+    assert state == [("resolved", "run-1", "run-3")]
+
+    # The next breach after a resolve fires again.
+    record_run(wh, "run-4", [BREACH], at=T0 + timedelta(minutes=45))
+    dispatch_alerts(wh, "run-4", topo, report_path=None, now=T0 + timedelta(minutes=45))
+    assert sink.titles()[-1] == "FIRING error: engine_latency_p99 on risk"
+    assert len(sink.posts) == 3
+
+
+def test_redispatching_the_same_run_sends_nothing_new(wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([sink.url()], remind_every="1s")
+    record_run(wh, "run-1", [BREACH])
+    dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)
+    again = dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0 + timedelta(hours=1))
+    assert (again.fired, again.reminded) == (0, 0)
+    assert len(sink.posts) == 1
+
+
+def test_reminder_at_most_every_remind_every(wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([sink.url()], remind_every="1s")
+    for i, dt in enumerate([0.0, 0.5, 2.0, 2.6, 3.5]):
+        run = f"run-{i}"
+        record_run(wh, run, [BREACH], at=T0 + timedelta(seconds=dt))
+        dispatch_alerts(wh, run, topo, report_path=None, now=T0 + timedelta(seconds=dt))
+    assert sink.titles() == [
+        "FIRING error: engine_latency_p99 on risk",             # t=0
+        "FIRING (reminder) error: engine_latency_p99 on risk",  # t=2.0 (>=1s since t=0)
+        "FIRING (reminder) error: engine_latency_p99 on risk",  # t=3.5 (>=1s since t=2.0)
+    ]
+    assert "Firing since:" in sink.posts[1].json["message"]
+    assert [r[0] for r in rows(wh, "SELECT transition FROM alert_events ORDER BY event_at")] \
+        == ["fired", "reminded", "reminded"]
+
+
+def test_warning_severity_uses_warning_type(wh: Warehouse, sink: CaptureSink) -> None:
+    warn = Result("bus_throughput", "marketdata", passed=False, value=None, severity="warning",
+                  reason="no data: bus unreachable")
+    record_run(wh, "run-1", [warn])
+    dispatch_alerts(wh, "run-1", topology([sink.url()]), report_path=None, now=T0)
+    post = sink.posts[0].json
+    assert post["title"] == "FIRING warning: bus_throughput on marketdata"
+    assert post["type"] == "warning"
+    assert "Value: no data" in post["message"]
+
+
+def test_insufficient_baseline_is_neither_breach_nor_pass(wh: Warehouse,
+                                                          sink: CaptureSink) -> None:
+    topo = topology([sink.url()])
+    unknown = Result("engine_latency_p99", "risk", passed=False, value=3.0, grade=None,
+                     reason="insufficient baseline: 2 of 5 runs")
+    record_run(wh, "run-1", [unknown])
+    dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)
+    assert sink.posts == [] and rows(wh, "SELECT * FROM alerts") == []
+    record_run(wh, "run-2", [BREACH], at=T0 + timedelta(minutes=1))
+    dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=1))
+    # A firing alert does not resolve on an unjudged result.
+    record_run(wh, "run-3", [unknown], at=T0 + timedelta(minutes=2))
+    s = dispatch_alerts(wh, "run-3", topo, report_path=None, now=T0 + timedelta(minutes=2))
+    assert s.resolved == 0
+    assert rows(wh, "SELECT state, last_run FROM alerts") == [("firing", "run-2")]
+
+
+def test_for_runs_damps_flapping(wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([sink.url()], for_runs=3)
+    sequence = [BREACH, BREACH, PASS, BREACH, BREACH, BREACH, BREACH]
+    states = []
+    for i, r in enumerate(sequence):
+        run = f"run-{i}"
+        record_run(wh, run, [r], at=T0 + timedelta(minutes=i))
+        dispatch_alerts(wh, run, topo, report_path=None, now=T0 + timedelta(minutes=i))
+        states.append(rows(wh, "SELECT state FROM alerts")[0][0])
+    assert states == ["pending", "pending", "resolved", "pending", "pending", "firing", "firing"]
+    assert sink.titles() == ["FIRING error: engine_latency_p99 on risk"]
+    transitions = rows(wh, "SELECT run_id, transition FROM alert_events ORDER BY event_at")
+    assert transitions == [("run-0", "pending"), ("run-2", "cleared"), ("run-3", "pending"),
+                           ("run-5", "fired")]
+
+
+def test_sink_down_keeps_alert_in_outbox_until_it_returns(
+        wh: Warehouse, sink_factory: Callable[..., CaptureSink]) -> None:
+    down = sink_factory(start=False)
+    topo = topology([down.url()])
+    record_run(wh, "run-1", [BREACH])
+    s1 = dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)  # must not raise
+    assert (s1.fired, s1.delivered, s1.pending) == (1, 0, 1)
+    (attempts, nxt, err), = rows(wh, "SELECT attempts, next_attempt_at, last_error FROM outbox")
+    assert attempts == 3  # one try plus two quick retries
+    assert nxt > T0 and err
+
+    down.start()  # the sink comes back
+    # Still backing off: a new notification for that sink does not overtake the old one.
+    record_run(wh, "run-2", [PASS], at=T0 + timedelta(seconds=10))
+    s2 = dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(seconds=10))
+    assert (s2.resolved, s2.delivered, s2.pending) == (1, 0, 2)
+    assert down.posts == []
+
+    record_run(wh, "run-3", [PASS], at=T0 + timedelta(minutes=2))
+    s3 = dispatch_alerts(wh, "run-3", topo, report_path=None, now=T0 + timedelta(minutes=2))
+    assert (s3.delivered, s3.pending) == (2, 0)
+    assert down.titles() == ["FIRING error: engine_latency_p99 on risk",
+                             "RESOLVED error: engine_latency_p99 on risk"]
+    assert rows(wh, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == [(0,)]
+
+
+def test_undelivered_notifications_expire(wh: Warehouse,
+                                          sink_factory: Callable[..., CaptureSink]) -> None:
+    down = sink_factory(start=False)
+    topo = topology([down.url()], outbox_expiry="1h")
+    record_run(wh, "run-1", [BREACH])
+    dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)
+    down.start()
+    record_run(wh, "run-2", [BREACH], at=T0 + timedelta(hours=2))
+    s = dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(hours=2))
+    assert (s.delivered, s.pending) == (0, 0)
+    assert down.posts == []
+    assert rows(wh, "SELECT expired_at IS NOT NULL, delivered_at FROM outbox") == [(True, None)]
+
+
+def test_routing_by_severity_and_slo_target_filters(wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([
+        AlertSink(url=sink.url("/errors"), min_severity="error"),
+        AlertSink(url=sink.url("/engines"), min_severity="warning", slos=["engine_*"]),
+        AlertSink(url=sink.url("/risk"), targets=["risk"]),
+        AlertSink(url=sink.url("/risk-errors"), min_severity="error", targets=["ri*"]),
+    ])
+    record_run(wh, "run-1", [
+        Result("engine_latency_p99", "ml", passed=False, severity="warning"),
+        Result("bus_throughput", "marketdata", passed=False, severity="error"),
+        Result("engine_success", "risk", passed=False, severity="warning"),
+        Result("engine_latency_p99", "risk", passed=True, severity="error"),
+    ])
+    dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)
+    assert sink.titles("/errors") == ["FIRING error: bus_throughput on marketdata"]
+    assert sorted(sink.titles("/engines")) == ["FIRING warning: engine_latency_p99 on ml",
+                                               "FIRING warning: engine_success on risk"]
+    assert sink.titles("/risk") == ["FIRING warning: engine_success on risk"]
+    assert sink.titles("/risk-errors") == []
+
+
+def test_sink_secrets_are_used_but_never_stored_or_shown(
+        wh: Warehouse, sink_factory: Callable[..., CaptureSink], tmp_path: object,
+        capsys: object) -> None:
+    down = sink_factory(start=False)
+    url = down.url(userinfo="alice:s3cr3tpw", query="+X-Api-Key=k3yk3yk3y")
+    topo = topology([url])
+    record_run(wh, "run-1", [BREACH])
+    dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)  # fails: error recorded
+    down.start()
+    record_run(wh, "run-2", [PASS], at=T0 + timedelta(minutes=5))
+    dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=5))
+    # Delivered with the real credentials...
+    assert len(down.posts) == 2
+    assert down.posts[0].headers["X-Api-Key"] == "k3yk3yk3y"
+    assert down.posts[0].headers["Authorization"].startswith("Basic ")
+    # ...which appear nowhere in the warehouse.
+    dump = ""
+    for table in ("alerts", "alert_events", "outbox"):
+        dump += repr(rows(wh, f"SELECT * FROM {table}"))
+    assert "s3cr3tpw" not in dump and "k3yk3yk3y" not in dump
+    assert "json://alice:***@127.0.0.1" in dump
+    assert "+X-Api-Key=***" in dump
+    assert "Connection refused" in dump or "onnect" in dump  # the error was kept, scrubbed
