@@ -101,6 +101,7 @@ def ticks_before(expr: str, tz: str, now: datetime) -> Iterator[datetime]:
     zone = ZoneInfo(tz)
     local_now = now.astimezone(zone).replace(tzinfo=None)
     day = local_now.date()
+    last: datetime | None = None
     for _ in range(_SEARCH_DAYS):
         if cron.day_matches(day):
             for h in reversed(cron.hours):
@@ -108,12 +109,22 @@ def ticks_before(expr: str, tz: str, now: datetime) -> Iterator[datetime]:
                     local = datetime.combine(day, time(h, m))
                     if local > local_now:
                         continue
-                    aware = local.replace(tzinfo=zone)
-                    # A wall time skipped by a DST jump does not exist: no tick then.
-                    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
-                        continue
-                    yield aware.astimezone(UTC)
+                    tick = _resolve_dst(local, zone)
+                    if tick != last and tick <= now:
+                        last = tick
+                        yield tick
         day -= timedelta(days=1)
+
+
+def _resolve_dst(local: datetime, zone: ZoneInfo) -> datetime:
+    """Wall time → UTC the way Dagster's scheduler does it: a time skipped by a DST jump runs
+    at the end of the gap; a repeated time runs at its later occurrence."""
+    aware = local.replace(tzinfo=zone, fold=1)
+    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
+        start = local.replace(minute=0)
+        gap = (start + timedelta(hours=1)).replace(tzinfo=zone).dst() or timedelta(hours=1)
+        aware = (start + gap).replace(tzinfo=zone)
+    return aware.astimezone(UTC)
 
 
 def interval_s(expr: str, tz: str, now: datetime) -> float:

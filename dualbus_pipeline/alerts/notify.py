@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from dualbus_pipeline.config import AlertSink
@@ -159,19 +160,29 @@ def route(sinks: Sequence[AlertSink], n: Notification) -> list[tuple[int, AlertS
 _TOKENISH = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-.~]{12,}$")
 
 
+# Schemes whose host part is a real host name (everything else may carry a token there).
+_HOST_SCHEMES = {"json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos",
+                 "ntfy", "ntfys", "apprise", "apprises", "gotify", "gotifys"}
+
+
 def safe_sink_url(url: str) -> str:
     """The sink URL as shown and stored: password, query values and token-like path parts
     masked. Plugin-specific tokens (slack://T.../B.../...) are masked by Apprise's own
-    privacy mode; dualbus never stores or prints the raw URL."""
-    masked = _apprise_private(url) or url
-    parts = urlsplit(masked)
+    privacy mode; if Apprise cannot say, everything but the scheme of a non-web URL is
+    masked. dualbus never stores or prints the raw URL."""
     orig = urlsplit(url)
+    private = _apprise_private(url)
+    parts = urlsplit(private or url)
     # Raw split (not parse_qsl): Apprise header keys start with '+', which must stay visible.
     query = "&".join(f"{k}=***" if v else k
                      for k, _, v in (p.partition("=") for p in orig.query.split("&") if p))
-    path = "/".join("***" if _TOKENISH.match(seg) else seg for seg in parts.path.split("/"))
+    opaque = private is None and orig.scheme.lower() not in _HOST_SCHEMES
+    path = "/".join("***" if seg and (opaque or _TOKENISH.match(seg)) else seg
+                    for seg in parts.path.split("/"))
     netloc = parts.netloc
-    if "@" in netloc:
+    if opaque:
+        netloc = "***"
+    elif "@" in netloc:
         user, _, host = netloc.rpartition("@")
         name = user.split(":", 1)[0]
         netloc = f"{name}:***@{host}" if ":" in user else f"{_mask_user(name)}@{host}"
@@ -184,14 +195,30 @@ def _mask_user(user: str) -> str:
     return "***" if _TOKENISH.match(user) else user
 
 
+_apprise_module: Any = None
+
+
+def _apprise() -> Any:
+    """Apprise, imported once with its plugins loaded. Its plugin loading imports the
+    deprecated stdlib `imghdr`; under `-W error` (or pytest filterwarnings=error) that
+    warning would break every send, so it is silenced for that one import."""
+    global _apprise_module
+    if _apprise_module is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            import apprise
+
+            apprise.Apprise.instantiate("json://localhost", suppress_exceptions=True)
+        _apprise_module = apprise
+    return _apprise_module
+
+
 def _apprise_private(url: str) -> str | None:
     try:
-        import apprise
-
-        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        plugin = _apprise().Apprise.instantiate(url, suppress_exceptions=True)
         if not plugin:
             return None
-        text = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
+        text = plugin.url(privacy=True)
     except Exception:  # masking must never fail: fall back to our own rules
         return None
     # Drop the defaults Apprise appends; keep only what the user wrote (masked above).
@@ -210,7 +237,7 @@ def secret_parts(url: str) -> list[str]:
     pieces += [v for _, _, v in (p.partition("=") for p in parts.query.split("&"))]
     pieces += [v for _, v in parse_qsl(parts.query)]
     pieces += [seg for seg in parts.path.split("/")]
-    pieces.append(parts.hostname or "")
+    pieces.append(parts.netloc.rpartition("@")[2].split(":")[0])  # .hostname lowercases
     return sorted({p for p in pieces if len(p) >= 4 and p not in safe}, key=len, reverse=True)
 
 
@@ -230,8 +257,7 @@ class SendResult:
 
 def send(url: str, n: Notification) -> SendResult:
     """One delivery attempt through Apprise, with short timeouts. Never raises."""
-    import apprise
-
+    apprise = _apprise()
     try:
         plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     except Exception as exc:  # a broken URL is a delivery failure, not a crash
@@ -246,7 +272,7 @@ def send(url: str, n: Notification) -> SendResult:
     ap = apprise.Apprise()
     ap.add(plugin)
     try:
-        with apprise.LogCapture(level=logging.WARNING) as logs:  # type: ignore[no-untyped-call]
+        with apprise.LogCapture(level=logging.WARNING) as logs:
             ok = bool(ap.notify(title=n.title, body=n.body, notify_type=n.notify_type,
                                 body_format=apprise.NotifyFormat.TEXT))
             captured = logs.getvalue()

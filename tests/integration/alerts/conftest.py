@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,13 +10,6 @@ import pytest
 from dualbus_pipeline.stack.redis_server import free_port
 from dualbus_pipeline.store import Warehouse
 from tests.integration.alerts.support import CaptureSink
-
-# Apprise's plugin loading imports the stdlib `imghdr` (deprecated since 3.11, via pgpy);
-# with filterwarnings=error that import would fail inside the code under test. Import it
-# once here with that one warning silenced; later imports hit the module cache.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "'imghdr' is deprecated", DeprecationWarning)
-    import imghdr  # noqa: F401
 
 
 @pytest.fixture
