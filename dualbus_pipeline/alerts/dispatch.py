@@ -99,9 +99,10 @@ def notify_pipeline_failure(wh: Warehouse, topology: Topology, run_id: str,
         return DispatchSummary(fired=queued, delivered=delivery.delivered,
                                pending=delivery.pending)
     except WarehouseError:
-        delivered = sum(send_with_retries(s.url, n)[0].ok for _, s in route(topology.alerts, n))
-        return DispatchSummary(fired=len(topology.alerts), delivered=delivered,
-                               pending=len(topology.alerts) - delivered)
+        sinks = route(topology.alerts, n)
+        delivered = sum(send_with_retries(s.url, n)[0].ok for _, s in sinks)
+        # Nothing is pending: without a warehouse there is no outbox to keep it in.
+        return DispatchSummary(fired=len(sinks), delivered=delivered, pending=0)
 
 
 @dataclass(frozen=True)
