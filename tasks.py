@@ -28,7 +28,7 @@ def sh(*args: str | Path, check: bool = True) -> int:
 
 
 def setup(extras: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py runs before anything checks
         sys.exit(f"dualbus needs Python >= 3.11 (this is {sys.version.split()[0]})")
     if not PY.exists():
         print(f"creating virtualenv in {VENV}", flush=True)

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dualbus: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on demand
+    except Exception as exc:
         if os.environ.get("DUALBUS_DEBUG"):
             raise
         print(f"dualbus: internal error: {type(exc).__name__}: {exc} "

@@ -366,7 +366,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     if doc.problems and doc.data is None:
         raise ConfigError(doc.problems)
     if not isinstance(doc.data, dict):
-        raise ConfigError(doc.problems + [f"{shown}: (top level): must be a mapping of keys "
+        raise ConfigError([*doc.problems, f"{shown}: (top level): must be a mapping of keys "
                                           "(platform, buses, engines, ...)"])
     problems = list(doc.problems)
     try:
