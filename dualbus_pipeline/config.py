@@ -163,6 +163,10 @@ class ProbeSettings(_Model):
     max_burst_messages: int = Field(200_000, ge=0, le=10_000_000)
     key_ttl_s: int = Field(600, ge=10, le=86_400)
     stream_maxlen: int = Field(250_000, ge=1000, le=10_000_000)
+    # summaries with fewer samples than this are flagged invalid ("no data" for SLOs)
+    min_samples: int = Field(20, ge=1, le=100_000)
+    # at most this many connections per engine while requests are in flight (open loop)
+    engine_max_connections: int = Field(32, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _caps(self) -> ProbeSettings:

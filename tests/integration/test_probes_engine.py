@@ -1,0 +1,128 @@
+"""Engine probe against real HTTP servers with injected behaviour (tests/probe_targets.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from dualbus_pipeline.config import Engine, EngineCapacity, ProbeSettings
+from dualbus_pipeline.probes.engine import probe_engine
+from dualbus_pipeline.probes.http import HttpParseError, ResponseParser
+from dualbus_pipeline.probes.model import EngineResult
+from tests.probe_targets import closed_port, health_server, silent_server
+
+FAST = ProbeSettings(engine_requests=100, engine_rate_per_s=400, engine_timeout_s=0.5)
+
+
+def engine(url: str) -> Engine:
+    return Engine(name="e1", url=url, bus="b", stream="s", group="g")
+
+
+def probe(url: str, settings: ProbeSettings = FAST) -> EngineResult:
+    return asyncio.run(probe_engine(engine(url), settings))
+
+
+def test_delay_of_2ms_is_recovered() -> None:
+    with health_server(delay_ms=2.0) as srv:
+        r = probe(srv.url)
+    s = r.summary
+    assert r.status == "operational", r.status_reason
+    assert s.p50 is not None and 2.0 <= s.p50 <= 3.0, s
+    assert s.count == 100 and s.ok == 100 and s.valid
+    assert s.service_p50 is not None and s.service_p50 <= s.p50
+    assert len(r.samples) == 100 and r.body_statuses == {"healthy": 100}
+
+
+def test_error_share_is_recovered_and_degrades() -> None:
+    with health_server(error_share=0.1) as srv:
+        r = probe(srv.url, FAST.model_copy(update={"engine_requests": 200}))
+    assert r.summary.success_ratio == pytest.approx(0.9, abs=0.01)
+    assert r.status == "degraded" and "http 500" in r.status_reason
+    assert r.samples.status.count(500) == 20
+
+
+def test_majority_503_is_unhealthy() -> None:
+    with health_server(status_code=503) as srv:
+        r = probe(srv.url)
+    assert r.status == "unhealthy" and r.summary.success_ratio == 0
+    assert set(r.samples.error) == {"http 503"}
+
+
+def test_body_status_unhealthy_is_unhealthy_and_degraded_body_degrades() -> None:
+    with health_server(body_status="unhealthy") as srv:
+        r = probe(srv.url)
+    assert r.status == "unhealthy" and r.body_statuses == {"unhealthy": 100}
+    with health_server(body_status="degraded") as srv:
+        r = probe(srv.url)
+    assert r.status == "degraded" and r.summary.success_ratio == 1.0
+
+
+def test_chunked_and_plain_bodies_parse() -> None:
+    with health_server(chunked=True) as srv:
+        r = probe(srv.url)
+    assert r.status == "operational" and r.body_statuses == {"healthy": 100}
+    with health_server(body_status=None) as srv:
+        r = probe(srv.url)
+    assert r.status == "operational" and r.body_statuses == {}
+
+
+def test_refused_is_unreachable_quickly() -> None:
+    t0 = time.monotonic()
+    r = probe(f"http://127.0.0.1:{closed_port()}")
+    assert r.status == "unreachable" and "refused" in r.status_reason
+    assert r.summary.count == 100 and r.summary.ok == 0
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_accepting_but_silent_server_times_out_in_bounded_time() -> None:
+    settings = FAST.model_copy(update={"engine_timeout_s": 0.3})
+    t0 = time.monotonic()
+    with silent_server() as port:
+        r = probe(f"http://127.0.0.1:{port}", settings)
+    elapsed = time.monotonic() - t0
+    assert r.status == "unhealthy" and set(r.samples.error) == {"timeout"}
+    # schedule (100 at 400/s = 0.25 s) + one timeout + slack; never 100 sequential timeouts
+    assert elapsed < 0.25 + 0.3 + 1.0
+
+
+def test_open_loop_keeps_schedule_when_server_is_slow() -> None:
+    # 50 ms per request at 200 req/s: a closed loop would send 10x slower. Open loop keeps
+    # the rate (several connections), and latency from intended includes no hidden queueing.
+    settings = FAST.model_copy(update={"engine_requests": 60, "engine_rate_per_s": 200})
+    with health_server(delay_ms=50) as srv:
+        r = probe(srv.url, settings)
+    s = r.summary
+    assert s.achieved_rate_per_s is not None and s.achieved_rate_per_s > 150
+    assert s.p50 is not None and s.p50 >= 50
+
+
+def test_capacity_burst_measures_requests_per_second() -> None:
+    settings = FAST.model_copy(update={"engine_requests": 20, "engine_capacity": EngineCapacity(
+        enabled=True, connections=2, duration_s=0.3)})
+    with health_server() as srv:
+        r = probe(srv.url, settings)
+    assert r.capacity_rps is not None and r.capacity_rps > 100
+
+
+def test_response_parser_content_length_chunked_and_close() -> None:
+    p = ResponseParser()
+    p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")
+    assert not p.done
+    p.feed(b"lo")
+    assert p.done and p.body == b"hello" and p.keep_alive
+    p = ResponseParser()
+    p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n")
+    assert not p.done
+    p.feed(b"0\r\n\r\n")
+    assert p.done and p.body == b"abcde"
+    p = ResponseParser()
+    p.feed(b"HTTP/1.0 503 Busy\r\n\r\nbody")
+    assert not p.done
+    p.feed_eof()
+    assert p.done and p.status == 503 and p.body == b"body" and not p.keep_alive
+    p = ResponseParser()
+    p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    with pytest.raises(HttpParseError):
+        p.feed_eof()

@@ -1,0 +1,75 @@
+"""Exact percentiles (nearest rank) and the validity rules of a summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from dualbus_pipeline.probes.model import SampleBatch
+from dualbus_pipeline.probes.stats import percentile, summarize
+
+MS = 1_000_000
+
+
+def batch(latencies_ms: list[float], *, interval_ms: float = 1.0, late_ms: float = 0.0,
+          ok: list[bool] | None = None) -> SampleBatch:
+    b = SampleBatch(target="t", kind="engine_http")
+    for i, lat in enumerate(latencies_ms):
+        intended = int(i * interval_ms * MS)
+        sent = intended + int(late_ms * MS)
+        b.add(intended, sent, intended + int(lat * MS), True if ok is None else ok[i])
+    return b
+
+
+def test_nearest_rank_percentiles_by_hand() -> None:
+    values = [float(v) for v in range(1, 11)]  # 1..10
+    assert percentile(values, 50) == 5.0       # ceil(0.5*10) = 5th
+    assert percentile(values, 90) == 9.0       # ceil(9.0) = 9th
+    assert percentile(values, 99) == 10.0      # ceil(9.9) = 10th
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 10.0
+    hundred = [float(v) for v in range(1, 101)]
+    assert percentile(hundred, 99) == 99.0
+    assert percentile(hundred, 99.9) == 100.0  # ceil(99.9) = 100th
+    thousand = [float(v) for v in range(1, 1001)]
+    assert percentile(thousand, 99.9) == 999.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_summary_uses_successes_for_latency_and_all_samples_for_ratio() -> None:
+    lat = [1.0, 2.0, 3.0, 4.0, 100.0]
+    s = summarize(batch(lat, ok=[True, True, True, True, False]), None, min_samples=1)
+    assert s.count == 5 and s.ok == 4 and s.success_ratio == 0.8
+    assert s.p50 == 2.0 and s.max == 4.0 and s.min == 1.0 and s.mean == 2.5
+    assert s.valid
+
+
+def test_latency_from_intended_and_service_from_sent() -> None:
+    s = summarize(batch([5.0] * 30, interval_ms=10, late_ms=1.0), 100.0, min_samples=20)
+    assert s.p50 == 5.0 and s.service_p50 == 4.0
+    assert s.lateness_p99_ms == 1.0
+    assert s.achieved_rate_per_s == pytest.approx(100.0)
+    assert s.valid  # 1 ms lateness < 50 % of 5 ms
+
+
+def test_too_few_samples_is_invalid() -> None:
+    s = summarize(batch([1.0] * 5), None, min_samples=20)
+    assert not s.valid and s.invalid_reason == "too few samples: 5 < 20"
+
+
+def test_lateness_comparable_to_latency_is_invalid() -> None:
+    s = summarize(batch([0.2] * 50, late_ms=0.15), None, min_samples=20)
+    assert not s.valid
+    assert "lateness p99 0.150 ms exceeds 50% of the measured p50 0.200 ms" in (
+        s.invalid_reason or "")
+
+
+def test_rate_far_below_intended_is_invalid() -> None:
+    s = summarize(batch([1.0] * 50, interval_ms=10), 1000.0, min_samples=20)
+    assert s.achieved_rate_per_s == pytest.approx(100.0)
+    assert not s.valid and "below 50% of the intended 1000.0/s" in (s.invalid_reason or "")
+
+
+def test_all_failed_is_a_valid_zero_success_without_latency() -> None:
+    s = summarize(batch([1.0] * 30, ok=[False] * 30), None, min_samples=20)
+    assert s.valid and s.success_ratio == 0.0 and s.p50 is None and s.mean is None
