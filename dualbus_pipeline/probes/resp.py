@@ -103,16 +103,24 @@ class RespConnection:
         sock: socket.socket = raw
         if t.tls:
             ctx = ssl.create_default_context()
-            sock = ctx.wrap_socket(raw, server_hostname=t.host)
+            try:
+                sock = ctx.wrap_socket(raw, server_hostname=t.host)
+            except BaseException:
+                raw.close()
+                raise
         sock.settimeout(self.timeout_s)
         self._sock = sock
         self._reader = hiredis.Reader()
-        if t.password is not None:
-            args: tuple[str, ...] = ((t.username, t.password) if t.username
-                                     else (t.password,))
-            self.call("AUTH", *args)
-        if t.db:
-            self.call("SELECT", t.db)
+        try:
+            if t.password is not None:
+                args: tuple[str, ...] = ((t.username, t.password) if t.username
+                                         else (t.password,))
+                self.call("AUTH", *args)
+            if t.db:
+                self.call("SELECT", t.db)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def connected(self) -> bool:

@@ -1,0 +1,351 @@
+"""Bus probe (product.md §4.1): PING, publish→consume delivery, capacity burst, passive health.
+
+Order matters: the passive read (INFO, XINFO) runs first so ``instantaneous_ops_per_sec``
+reflects the platform's traffic, not ours. Then PING round trips (closed loop, sequential: a
+round trip is what is measured), paced delivery (open loop: sends follow a fixed schedule and
+latency runs from the intended send time), and last the capacity burst.
+
+Timing-critical phases use blocking sockets in dedicated threads (resp.py): an event loop adds
+wake-up latency comparable to a loopback PING.
+
+Safety: every key written is ``dualbus:probe:<run_id>:<bus>:...``, created with MAXLEN and an
+EXPIRE (``key_ttl_s``), and deleted in a ``finally``. Engine streams are only read (XINFO).
+A dead or dying bus yields failed samples and status ``unreachable``/``degraded``, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualbus_pipeline.config import Bus, Engine, ProbeSettings
+from dualbus_pipeline.probes.burst import run_burst
+from dualbus_pipeline.probes.model import BusResult, BusStatus, SampleBatch, StreamStat
+from dualbus_pipeline.probes.resp import (
+    PING,
+    RespConnection,
+    RespError,
+    connect_error_text,
+    pack,
+    pairs_to_dict,
+)
+from dualbus_pipeline.probes.stats import summarize
+from dualbus_pipeline.probes.timing import in_thread, lower_timer_slack, now_ns, sleep_until_ns
+
+PROBE_PREFIX = "dualbus:probe:"
+GROUP = "dualbus-probe"
+MAX_CONSECUTIVE_CONNECT_FAILURES = 3
+OPERATIONAL_SUCCESS = 0.99
+
+INFO_FIELDS = ("instantaneous_ops_per_sec", "connected_clients", "blocked_clients",
+               "used_memory", "used_memory_rss", "maxmemory", "used_cpu_sys", "used_cpu_user",
+               "rejected_connections", "total_commands_processed", "uptime_in_seconds",
+               "instantaneous_input_kbps", "instantaneous_output_kbps")
+
+
+def probe_key(run_id: str, bus: str, suffix: str) -> str:
+    key = f"{PROBE_PREFIX}{run_id}:{bus}:{suffix}"
+    assert key.startswith(PROBE_PREFIX)
+    return key
+
+
+async def probe_bus(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSettings,
+                    run_id: str) -> BusResult:
+    """Probe one bus; never raises for a failed measurement (see module docstring)."""
+    return await in_thread(lambda: probe_bus_blocking(bus, engines_on_bus, settings, run_id),
+                           name=f"dualbus-bus-{bus.name}")
+
+
+class Link:
+    """A connection that reconnects on demand and gives up after repeated connect failures."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.conn: RespConnection | None = None
+        self.connect_failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def given_up(self) -> bool:
+        return self.connect_failures >= MAX_CONSECUTIVE_CONNECT_FAILURES
+
+    def get(self) -> RespConnection:
+        if self.conn is not None and self.conn.connected:
+            return self.conn
+        try:
+            self.conn = RespConnection.open(self.url, self.timeout_s)
+        except Exception as exc:
+            self.connect_failures += 1
+            self.last_error = connect_error_text(exc)
+            raise
+        self.connect_failures = 0
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSettings,
+                       run_id: str) -> BusResult:
+    lower_timer_slack()
+    timeout = settings.bus_timeout_s
+    ping = SampleBatch(target=bus.name, kind="bus_ping")
+    delivery = SampleBatch(target=bus.name, kind="bus_delivery")
+    info: dict[str, float] = {}
+    streams: list[StreamStat] = []
+    capacity: float | None = None
+    notes: list[str] = []
+    first_error: str | None = None
+    delivery_key = probe_key(run_id, bus.name, "delivery")
+    capacity_key = probe_key(run_id, bus.name, "capacity")
+    link = Link(bus.url, timeout)
+    try:
+        try:
+            conn = link.get()
+            info = read_info(conn)
+            streams = [stream_stat(conn, e) for e in engines_on_bus]
+        except Exception as exc:  # reported, not raised
+            first_error = connect_error_text(exc)
+            streams = [StreamStat(stream=e.stream, group=e.group, engine=e.name, exists=False,
+                                  error=f"not read: {first_error}") for e in engines_on_bus]
+        ping_samples(link, settings.bus_ping_count, ping)
+        if ping.ok.count(True) == 0 and link.given_up:
+            # Nothing answers: do not spend the delivery schedule and burst timing out.
+            _fail_all(delivery, settings.bus_delivery_count, link.last_error or "unreachable")
+        else:
+            err = delivery_samples(bus.url, delivery_key, settings, delivery)
+            if err:
+                notes.append(f"delivery: {err}")
+            if settings.bus_capacity_messages > 0:
+                capacity, cap_err = capacity_burst(bus.url, capacity_key, settings)
+                if cap_err:
+                    notes.append(f"capacity: {cap_err}")
+    finally:
+        link.close()
+        cleanup_err = delete_keys(bus.url, timeout, [delivery_key, capacity_key])
+        if cleanup_err:
+            notes.append(f"cleanup: {cleanup_err} (keys expire after {settings.key_ttl_s}s)")
+    first_error = first_error or link.last_error or _first_error(ping) \
+        or _first_error(delivery)
+    ping_summary = summarize(ping, None, settings.min_samples)
+    delivery_summary = summarize(delivery, settings.bus_delivery_rate_per_s,
+                                 settings.min_samples)
+    status, reason = classify_bus(ping_summary.success_ratio, delivery_summary.success_ratio,
+                                  len(ping), len(delivery), notes, first_error)
+    return BusResult(
+        name=bus.name, title=bus.display, url=bus.safe_url, status=status, status_reason=reason,
+        ping=ping_summary, delivery=delivery_summary, throughput_msgs_per_s=capacity,
+        capacity_messages=settings.bus_capacity_messages, info=info, streams=streams,
+        samples=[ping, delivery], error=first_error if status != "operational" else None)
+
+
+def classify_bus(ping_ok: float, delivery_ok: float, ping_n: int, delivery_n: int,
+                 notes: list[str], error: str | None) -> tuple[BusStatus, str]:
+    """unreachable: no PING and no delivery succeeded; degraded: any phase below 99 % or a
+    phase error (e.g. the burst was not fully delivered); operational otherwise."""
+    if (ping_n == 0 or ping_ok == 0) and (delivery_n == 0 or delivery_ok == 0):
+        return "unreachable", f"no PING or delivery succeeded ({error or 'no answer'})"
+    problems = []
+    if ping_ok < OPERATIONAL_SUCCESS:
+        problems.append(f"PING success {ping_ok:.1%}")
+    if delivery_ok < OPERATIONAL_SUCCESS:
+        problems.append(f"delivery success {delivery_ok:.1%}")
+    problems += notes
+    if problems:
+        return "degraded", "; ".join(problems)
+    return "operational", "PING, delivery and capacity probes succeeded"
+
+
+def _first_error(batch: SampleBatch) -> str | None:
+    return next((e for e in batch.error if e), None)
+
+
+def _fail_all(batch: SampleBatch, n: int, error: str) -> None:
+    t = now_ns()
+    for _ in range(n - len(batch)):
+        batch.add(t, t, t, False, 0, f"not attempted: {error}")
+
+
+def read_info(conn: RespConnection) -> dict[str, float]:
+    raw = conn.call("INFO")
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else ""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k in INFO_FIELDS:
+            with contextlib.suppress(ValueError):
+                out[k] = float(v)
+    return out
+
+
+def stream_stat(conn: RespConnection, engine: Engine) -> StreamStat:
+    """XINFO STREAM/GROUPS for one engine stream; a missing stream or group is reported."""
+    base: dict[str, Any] = {"stream": engine.stream, "group": engine.group,
+                            "engine": engine.name}
+    try:
+        st = pairs_to_dict(conn.call("XINFO", "STREAM", engine.stream))
+    except RespError as exc:
+        if "no such key" in str(exc).lower():
+            return StreamStat(**base, exists=False, error="stream does not exist")
+        return StreamStat(**base, exists=False, error=str(exc)[:200])
+    length = int(st.get("length", 0))
+    try:
+        groups = [pairs_to_dict(g) for g in conn.call("XINFO", "GROUPS", engine.stream)]
+    except RespError as exc:
+        return StreamStat(**base, exists=True, length=length, error=str(exc)[:200])
+    for g in groups:
+        name = g.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == engine.group:
+            lag = g.get("lag")
+            return StreamStat(**base, exists=True, length=length,
+                              lag=int(lag) if isinstance(lag, int) else None,
+                              pending=int(g.get("pending", 0)),
+                              consumers=int(g.get("consumers", 0)))
+    return StreamStat(**base, exists=True, length=length,
+                      error=f"consumer group {engine.group!r} does not exist")
+
+
+def ping_samples(link: Link, count: int, batch: SampleBatch) -> None:
+    """Sequential PING round trips (closed loop by design: one round trip is the sample)."""
+    for _ in range(count):
+        if link.given_up:
+            _fail_all(batch, count, link.last_error or "unreachable")
+            return
+        t0 = now_ns()
+        try:
+            conn = link.get()
+            t0 = now_ns()
+            conn.send(PING)
+            conn.read()
+        except Exception as exc:  # a failed sample
+            t1 = now_ns()
+            batch.add(t0, t0, t1, False, 0, connect_error_text(exc))
+            continue
+        t1 = now_ns()
+        batch.add(t0, t0, t1, True)
+
+
+@dataclass
+class _Deliveries:
+    done: dict[int, int] = field(default_factory=dict)
+    error: str | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _consume_deliveries(url: str, key: str, timeout_s: float, want: int,
+                        out: _Deliveries) -> None:
+    lower_timer_slack()
+    read = pack("XREADGROUP", "GROUP", GROUP, "dualbus-probe-consumer", "COUNT", 100,
+                "BLOCK", 20, "STREAMS", key, ">")
+    try:
+        conn = RespConnection.open(url, timeout_s + 0.5)
+    except Exception as exc:  # reported as failed samples
+        out.error = connect_error_text(exc)
+        out.ready.set()
+        return
+    ack_head = ("XACK", key, GROUP)
+    try:
+        out.ready.set()
+        while len(out.done) < want and not out.stop.is_set():
+            reply = conn.call_packed(read)
+            t = now_ns()
+            if not reply:
+                continue
+            entries = reply[0][1]
+            for _entry_id, fields in entries:
+                # fields: [b"i", seq]
+                out.done[int(fields[1])] = t
+            conn.call(*ack_head, *[e[0] for e in entries])
+    except Exception as exc:  # reported as failed samples
+        out.error = connect_error_text(exc)
+    finally:
+        conn.close()
+
+
+def delivery_samples(url: str, key: str, settings: ProbeSettings,
+                     batch: SampleBatch) -> str | None:
+    """Paced XADD on one connection → XREADGROUP on another; latency from intended send time.
+
+    Returns a setup/consumer error worth reporting, or None.
+    """
+    n = settings.bus_delivery_count
+    timeout = settings.bus_timeout_s
+    link = Link(url, timeout)
+    try:
+        setup = link.get()
+        setup.call("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM")
+        setup.call("EXPIRE", key, settings.key_ttl_s)
+    except Exception as exc:  # reported as failed samples
+        err = link.last_error or connect_error_text(exc)
+        link.close()
+        _fail_all(batch, n, err)
+        return f"setup failed: {err}"
+    out = _Deliveries()
+    consumer = threading.Thread(target=_consume_deliveries, name="dualbus-bus-consumer",
+                                args=(url, key, timeout, n, out), daemon=True)
+    consumer.start()
+    out.ready.wait(timeout + 1)
+    commands = [pack("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "i", i)
+                for i in range(n)]
+    interval = int(1e9 / settings.bus_delivery_rate_per_s)
+    start = now_ns() + 5_000_000  # let the consumer block in XREADGROUP first
+    intended = [start + i * interval for i in range(n)]
+    sent = [0] * n
+    send_err: list[str | None] = [None] * n
+    try:
+        for i in range(n):
+            if link.given_up or out.error:
+                send_err[i] = f"not attempted: {link.last_error or out.error}"
+                sent[i] = max(intended[i], now_ns())
+                continue
+            sleep_until_ns(intended[i])
+            sent[i] = now_ns()
+            try:
+                link.get().call_packed(commands[i])
+            except Exception as exc:  # a failed sample
+                send_err[i] = connect_error_text(exc)
+        deadline = now_ns() + int(timeout * 1e9)
+        while len(out.done) < n and now_ns() < deadline and consumer.is_alive():
+            consumer.join(0.005)
+    finally:
+        out.stop.set()
+        consumer.join(timeout + 1)
+        link.close()
+    gave_up = now_ns()
+    for i in range(n):
+        done = out.done.get(i)
+        if done is not None:
+            batch.add(intended[i], sent[i], done, True)
+        else:
+            err = send_err[i] or (f"not delivered: {out.error}" if out.error else "timeout")
+            batch.add(intended[i], sent[i], gave_up, False, 0, err)
+    return f"consumer: {out.error}" if out.error else None
+
+
+def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float | None, str | None]:
+    """Delivered msgs/s through a consumer group in a bounded, pipelined burst."""
+    n = min(settings.bus_capacity_messages, settings.max_burst_messages)
+    try:
+        with RespConnection.open(url, settings.bus_timeout_s) as conn:
+            conn.call("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM")
+            conn.call("EXPIRE", key, settings.key_ttl_s)
+    except Exception as exc:  # reported
+        return None, f"setup failed: {connect_error_text(exc)}"
+    result = run_burst(url, key, GROUP, n, settings.stream_maxlen, settings.bus_timeout_s)
+    return result.msgs_per_s, result.error
+
+
+def delete_keys(url: str, timeout_s: float, keys: list[str]) -> str | None:
+    assert all(k.startswith(PROBE_PREFIX) for k in keys)
+    try:
+        with RespConnection.open(url, timeout_s) as conn:
+            conn.call("DEL", *keys)
+    except Exception as exc:  # keys still expire
+        return connect_error_text(exc)
+    return None
