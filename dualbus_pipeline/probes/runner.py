@@ -1,0 +1,135 @@
+"""Run orchestration: every probe of a run, with concurrency chosen so probes do not distort
+each other.
+
+* Buses: one at a time. A bus probe saturates a bus on purpose (capacity burst) and its
+  timing threads want a CPU each; two at once would measure each other.
+* Engines: ``engine_concurrency`` at a time, each on its own thread and event loop with
+  microsecond timers. Engines are independent servers, and at the default pacing (200 req/s,
+  ~0.2 ms each) one engine keeps its probe thread busy a few percent of the time, so eight
+  concurrent probes rarely contend for the GIL; any contention that does happen delays sends
+  and is caught by the recorded scheduling lateness (summaries whose lateness p99 exceeds half
+  the p50 are marked invalid, never silently used).
+* Pairs: sequential. Round trips cross two engines and one bus; two pairs sharing an engine
+  would queue behind each other in that engine's consumer.
+* Engines run after buses and before pairs, never alongside the capacity burst.
+
+A dead target costs about its timeout (see each probe); no probe raises for a failed
+measurement, and an unexpected exception in one probe becomes a failed result for that target
+only (``ProbeError`` is raised only if the topology is unusable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+
+from dualbus_pipeline.config import Bus, Engine, Pair, ProbeSettings, Topology
+from dualbus_pipeline.probes.bus import probe_bus
+from dualbus_pipeline.probes.engine import probe_engine
+from dualbus_pipeline.probes.model import (
+    BusResult,
+    EngineResult,
+    PairResult,
+    RunResult,
+    SampleBatch,
+)
+from dualbus_pipeline.probes.pair import probe_pair
+from dualbus_pipeline.probes.stats import summarize
+
+
+async def probe_buses(topology: Topology, run_id: str) -> list[BusResult]:
+    out: list[BusResult] = []
+    for bus in topology.buses:
+        engines = [e for e in topology.engines if e.bus == bus.name]
+        try:
+            out.append(await probe_bus(bus, engines, topology.probe, run_id))
+        except Exception as exc:  # one broken probe must not cost the run
+            out.append(_bus_crashed(bus, topology.probe, exc))
+    return out
+
+
+async def probe_engines(topology: Topology) -> list[EngineResult]:
+    settings = topology.probe
+    gate = asyncio.Semaphore(settings.engine_concurrency)
+
+    async def one(engine: Engine) -> EngineResult:
+        async with gate:
+            try:
+                return await probe_engine(engine, settings)
+            except Exception as exc:  # one broken probe must not cost the run
+                return _engine_crashed(engine, settings, exc)
+
+    return list(await asyncio.gather(*(one(e) for e in topology.engines)))
+
+
+async def probe_pairs(topology: Topology, run_id: str) -> list[PairResult]:
+    out: list[PairResult] = []
+    for pair in topology.pairs:
+        try:
+            out.append(await probe_pair(pair, topology, topology.probe, run_id))
+        except Exception as exc:  # one broken probe must not cost the run
+            out.append(_pair_crashed(pair, topology, exc))
+    return out
+
+
+def run_buses(topology: Topology, run_id: str) -> list[BusResult]:
+    return asyncio.run(probe_buses(topology, run_id))
+
+
+def run_engines(topology: Topology) -> list[EngineResult]:
+    return asyncio.run(probe_engines(topology))
+
+
+def run_pairs(topology: Topology, run_id: str) -> list[PairResult]:
+    return asyncio.run(probe_pairs(topology, run_id))
+
+
+def run_all(topology: Topology, run_id: str) -> RunResult:
+    """Every probe of a run: buses, then engines, then pairs (see the module docstring)."""
+    started = _now()
+
+    async def all_probes() -> tuple[list[BusResult], list[EngineResult], list[PairResult]]:
+        buses = await probe_buses(topology, run_id)
+        engines = await probe_engines(topology)
+        pairs = await probe_pairs(topology, run_id)
+        return buses, engines, pairs
+
+    buses, engines, pairs = asyncio.run(all_probes())
+    return RunResult(run_id=run_id, platform=topology.platform, started_at=started,
+                     finished_at=_now(), buses=buses, engines=engines, pairs=pairs,
+                     settings=topology.probe.model_dump(mode="json"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _why(exc: BaseException) -> str:
+    return f"probe crashed: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _bus_crashed(bus: Bus, settings: ProbeSettings, exc: BaseException) -> BusResult:
+    ping = SampleBatch(target=bus.name, kind="bus_ping")
+    delivery = SampleBatch(target=bus.name, kind="bus_delivery")
+    empty = summarize(ping, None, settings.min_samples)
+    return BusResult(name=bus.name, title=bus.display, url=bus.safe_url, status="unreachable",
+                     status_reason=_why(exc), ping=empty,
+                     delivery=dataclasses.replace(empty), throughput_msgs_per_s=None,
+                     capacity_messages=settings.bus_capacity_messages, info={}, streams=[],
+                     samples=[ping, delivery], error=_why(exc))
+
+
+def _engine_crashed(engine: Engine, settings: ProbeSettings, exc: BaseException) -> EngineResult:
+    batch = SampleBatch(target=engine.name, kind="engine_http")
+    return EngineResult(name=engine.name, title=engine.display, url=engine.health_url,
+                        status="unreachable", status_reason=_why(exc),
+                        summary=summarize(batch, None, settings.min_samples), samples=batch)
+
+
+def _pair_crashed(pair: Pair, topology: Topology, exc: BaseException) -> PairResult:
+    batch = SampleBatch(target=pair.key, kind="pair_roundtrip")
+    return PairResult(from_=pair.from_, to=pair.to, bus=topology.engine(pair.from_).bus,
+                      status="failed", status_reason=_why(exc),
+                      summary=summarize(batch, None, topology.probe.min_samples),
+                      samples=batch)

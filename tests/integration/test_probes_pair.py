@@ -1,0 +1,111 @@
+"""Pair probe (§4.3) against a real Redis and a minimal protocol responder written here, plus
+the runner over a whole topology."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from dualbus_pipeline.config import ProbeSettings, Topology
+from dualbus_pipeline.probes.pair import probe_pair
+from dualbus_pipeline.probes.runner import run_all
+from dualbus_pipeline.stack.redis_server import RedisProcess
+from tests.probe_targets import Responder, closed_port, health_server
+
+SETTINGS = ProbeSettings(pair_count=40, pair_rate_per_s=200, pair_timeout_s=0.5,
+                         engine_requests=40, engine_rate_per_s=400, engine_timeout_s=0.5,
+                         bus_ping_count=50, bus_delivery_count=100, bus_capacity_messages=5000,
+                         bus_timeout_s=0.5)
+
+
+def topology(bus_url: str, engine_urls: dict[str, str] | None = None) -> Topology:
+    urls = engine_urls or {}
+    return Topology.model_validate({
+        "platform": "T",
+        "buses": [{"name": "logic", "url": bus_url}],
+        "engines": [{"name": n, "url": urls.get(n, f"http://127.0.0.1:{closed_port()}"),
+                     "bus": "logic", "stream": f"{n}-stream", "group": f"{n}-group"}
+                    for n in ("alpha", "beta")],
+        "pairs": [{"from": "alpha", "to": "beta"}],
+        "probe": SETTINGS.model_dump(),
+    })
+
+
+@pytest.fixture
+def responders(redis_server: RedisProcess) -> Iterator[list[Responder]]:
+    started = [Responder(redis_server.url, f"{n}-stream", f"{n}-group", n).start()
+               for n in ("alpha", "beta")]
+    yield started
+    for r in started:
+        r.stop()
+
+
+def test_round_trip_through_both_engines(redis_server: RedisProcess,
+                                         responders: list[Responder]) -> None:
+    topo = topology(redis_server.url)
+    res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run7"))
+    assert res.status == "operational", res.status_reason
+    assert (res.from_, res.to, res.bus) == ("alpha", "beta", "logic")
+    assert res.summary.count == 40 and res.summary.ok == 40
+    assert [r.handled for r in responders] == [40, 40]  # A forwarded, B replied
+    r = redis.Redis.from_url(redis_server.url)
+    assert list(r.scan_iter(match="dualbus:probe:*")) == []
+    # protocol messages are the only writes to engine streams
+    entries = r.xrange("alpha-stream")
+    assert len(entries) == 40
+    fields = entries[0][1]
+    assert fields[b"message_type"] == b"dualbus.probe"
+    assert fields[b"forward_to"] == b"beta-stream"
+    assert fields[b"reply_to"] == b"dualbus:probe:run7:reply:alpha-beta"
+    assert set(fields) == {b"message_type", b"correlation_id", b"sent_ns", b"forward_to",
+                           b"reply_to"}
+
+
+def test_slow_hop_is_measured(redis_server: RedisProcess) -> None:
+    a = Responder(redis_server.url, "alpha-stream", "alpha-group", "alpha", delay_ms=3).start()
+    b = Responder(redis_server.url, "beta-stream", "beta-group", "beta").start()
+    try:
+        topo = topology(redis_server.url)
+        res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run8"))
+    finally:
+        a.stop()
+        b.stop()
+    assert res.summary.p50 is not None and 3.0 <= res.summary.p50 <= 6.0, res.summary
+
+
+def test_no_responder_means_failed_samples_not_exception(redis_server: RedisProcess) -> None:
+    topo = topology(redis_server.url)
+    t0 = time.monotonic()
+    res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run9"))
+    assert res.status == "failed" and res.summary.ok == 0
+    assert set(res.samples.error) == {"timeout"}
+    assert time.monotonic() - t0 < 40 / 200 + 0.5 + 1.0
+    r = redis.Redis.from_url(redis_server.url)
+    assert list(r.scan_iter(match="dualbus:probe:*")) == []
+
+
+def test_dead_bus_pair_fails_fast() -> None:
+    topo = topology(f"redis://127.0.0.1:{closed_port()}/0")
+    res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run10"))
+    assert res.status == "failed" and "refused" in res.status_reason
+    assert res.summary.count == 40
+
+
+def test_run_all_over_a_topology(redis_server: RedisProcess,
+                                 responders: list[Responder]) -> None:
+    with health_server() as alpha:
+        topo = topology(redis_server.url, {"alpha": alpha.url})
+        t0 = time.monotonic()
+        run = run_all(topo, "run11")
+        elapsed = time.monotonic() - t0
+    assert run.platform == "T" and run.run_id == "run11"
+    assert [b.status for b in run.buses] == ["operational"]
+    statuses = {e.name: e.status for e in run.engines}
+    assert statuses == {"alpha": "operational", "beta": "unreachable"}
+    assert [p.status for p in run.pairs] == ["operational"]
+    assert run.settings["pair_count"] == 40
+    assert elapsed < 10
