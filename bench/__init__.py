@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): dualbus probes against peer tools on the same targets, same run."""
