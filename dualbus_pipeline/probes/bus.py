@@ -279,8 +279,8 @@ def delivery_samples(url: str, key: str, settings: ProbeSettings,
     link = Link(url, timeout)
     try:
         setup = link.get()
-        setup.call("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM")
-        setup.call("EXPIRE", key, settings.key_ttl_s)
+        setup.atomic(("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM"),
+                     ("EXPIRE", key, settings.key_ttl_s))
     except Exception as exc:  # reported as failed samples
         err = link.last_error or connect_error_text(exc)
         link.close()
@@ -333,8 +333,8 @@ def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float |
     n = min(settings.bus_capacity_messages, settings.max_burst_messages)
     try:
         with RespConnection.open(url, settings.bus_timeout_s) as conn:
-            conn.call("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM")
-            conn.call("EXPIRE", key, settings.key_ttl_s)
+            conn.atomic(("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM"),
+                        ("EXPIRE", key, settings.key_ttl_s))
     except Exception as exc:  # reported
         return None, f"setup failed: {connect_error_text(exc)}"
     result = run_burst(url, key, GROUP, n, settings.stream_maxlen, settings.bus_timeout_s)

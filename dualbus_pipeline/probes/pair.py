@@ -100,8 +100,8 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
         try:
             conn = link.get()
             # The reply stream exists before any engine writes to it, so it carries our TTL.
-            conn.call("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1")
-            conn.call("EXPIRE", key, settings.key_ttl_s)
+            conn.atomic(("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1"),
+                        ("EXPIRE", key, settings.key_ttl_s))
         except Exception as exc:  # reported as failed samples
             setup_error = link.last_error or connect_error_text(exc)
         if setup_error is None:

@@ -197,6 +197,18 @@ class RespConnection:
         self.send(pack(*args))
         return self.read()
 
+    def atomic(self, *commands: tuple[str | bytes | int | float, ...]) -> list[Reply]:
+        """MULTI … EXEC in one write: e.g. create a probe key and its EXPIRE with no window in
+        which the key exists without a TTL."""
+        self.send(pack("MULTI") + b"".join(pack(*c) for c in commands) + pack("EXEC"))
+        for _ in range(len(commands) + 1):
+            self.read()  # +OK, +QUEUED ...; a queueing error raises here
+        replies = self.read()
+        errors = [r for r in replies or [] if isinstance(r, hiredis.ReplyError)]
+        if errors:
+            raise RespError(str(errors[0]))
+        return list(replies or [])
+
     def call_packed(self, packed: bytes) -> Reply:
         self.send(packed)
         return self.read()
