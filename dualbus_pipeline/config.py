@@ -295,6 +295,13 @@ class Topology(_Model):
                     problems.append(f"pairs[{i}].{side}: unknown engine {name!r}")
             if p.from_ == p.to:
                 problems.append(f"pairs[{i}]: an engine cannot be paired with itself")
+            elif p.from_ in engine_names and p.to in engine_names:
+                a, b = self.engine(p.from_), self.engine(p.to)
+                if a.bus != b.bus:
+                    problems.append(
+                        f"pairs[{i}]: {a.name!r} is on bus {a.bus!r} but {b.name!r} is on "
+                        f"{b.bus!r}; a round trip forwards over one bus, so both engines "
+                        "must consume from the same bus")
         for name in self.stack.faults:
             if name not in engine_names:
                 problems.append(f"stack.faults.{name}: unknown engine {name!r}")

@@ -75,6 +75,10 @@ def build_results(bundle: dict[str, Any]) -> dict[str, Any]:
                 "success_ratio": _round(ok / count) if count else None,
                 "samples": count,
                 "valid": bool(ping and ping["valid"] and delivery and delivery["valid"]),
+                "invalid_reason": "; ".join(
+                    f"{name}: {x['invalid_reason'] if x else 'no samples'}"
+                    for name, x in (("ping", ping), ("delivery", delivery))
+                    if not (x and x["valid"])) or None,
                 "info": info.get(t["target"], {}),
                 "streams": streams.get(t["target"], []),
                 "url": detail.get("url"),
@@ -88,6 +92,7 @@ def build_results(bundle: dict[str, Any]) -> dict[str, Any]:
                 "success_ratio": _round(s["success_ratio"]) if s else None,
                 "samples": s["count"] if s else 0,
                 "valid": bool(s["valid"]) if s else False,
+                "invalid_reason": s["invalid_reason"] if s else "no samples",
             })
 
     operational = sum(1 for e in engines if e["status"] == "operational")

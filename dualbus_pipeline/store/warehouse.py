@@ -20,7 +20,7 @@ import duckdb
 from dualbus_pipeline.errors import WarehouseError, WarehouseLockedError
 from dualbus_pipeline.store import migrations
 
-_LOCK_RE = re.compile(r"Conflicting lock is held in (.*?)(?: \(PID (\d+)\))?(?:\.|$| by)")
+_LOCK_RE = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
 class Warehouse:

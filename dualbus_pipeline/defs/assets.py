@@ -1,0 +1,228 @@
+"""The asset graph: probes → slo_results (load + evaluate, one transaction) → trend_tables →
+graded_report → alert_dispatch. Each asset body is a few calls into the pure packages."""
+
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from dualbus_pipeline import progress
+from dualbus_pipeline.config import LoadedConfig
+from dualbus_pipeline.defs.resources import (
+    BusesResource,
+    EnginesResource,
+    ReportResource,
+    SloResource,
+    TopologyResource,
+    WarehouseResource,
+)
+from dualbus_pipeline.probes.model import BusResult, EngineResult, PairResult
+from dualbus_pipeline.store import Warehouse
+from dualbus_pipeline.store.runs import begin_run, fail_run
+from dualbus_pipeline.yamlsrc import mask_secrets
+
+PROBES = "probes"
+WAREHOUSE = "warehouse"
+REPORTING = "reporting"
+
+
+def topology_snapshot(cfg: LoadedConfig) -> dict[str, Any]:
+    """The topology as stored with each run: secrets masked."""
+    data = cfg.topology.model_dump(mode="json", by_alias=True)
+    text = mask_secrets(json.dumps(data))
+    return dict(json.loads(text))
+
+
+@contextmanager
+def recording_failure(wh: Warehouse, run_id: str) -> Iterator[None]:
+    """Any exception marks the run failed (with its one-line reason) before propagating."""
+    try:
+        yield
+    except Exception as exc:
+        with suppress(Exception):  # the original error matters more than recording it
+            fail_run(wh, run_id, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise
+
+
+def _start(context: AssetExecutionContext, topology: TopologyResource,
+           warehouse: WarehouseResource) -> tuple[LoadedConfig, Warehouse]:
+    cfg = topology.loaded()
+    wh = warehouse.warehouse()
+    begin_run(wh, context.run.run_id, cfg.topology.platform, config_path=str(cfg.path),
+              topology=topology_snapshot(cfg),
+              settings=cfg.topology.probe.model_dump(mode="json"))
+    return cfg, wh
+
+
+def _num(v: float | None) -> float:
+    return float("nan") if v is None else round(float(v), 4)
+
+
+@asset(group_name=PROBES, kinds={"redis", "python"},
+       description="Bus probes (product.md §4.1): PING round trips, publish→consume delivery "
+       "latency over Redis Streams, a bounded capacity burst, and passive INFO/XINFO health.")
+def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
+                     buses: BusesResource, warehouse: WarehouseResource) -> Output[list[BusResult]]:
+    from dualbus_pipeline.probes.runner import probe_buses
+
+    cfg, wh = _start(context, topology, warehouse)
+    with recording_failure(wh, context.run.run_id):
+        assert [b.name for b in buses.buses()] == [b.name for b in cfg.topology.buses]
+        result = asyncio.run(probe_buses(cfg.topology, context.run.run_id))
+    meta: dict[str, Any] = {}
+    for b in result:
+        meta[f"{b.name}_status"] = b.status
+        meta[f"{b.name}_ping_p50_ms"] = _num(b.ping.p50)
+        meta[f"{b.name}_delivery_p99_ms"] = _num(b.delivery.p99)
+        meta[f"{b.name}_throughput_msgs_per_s"] = _num(b.throughput_msgs_per_s)
+    progress.emit("bus_measurements", ", ".join(f"{b.name} {b.status}" for b in result))
+    return Output(result, metadata=meta)
+
+
+@asset(group_name=PROBES, kinds={"python"},
+       description="Engine probes (product.md §4.2): paced open-loop GETs of each engine's "
+       "health path, latency from the intended send time, classification.")
+def engine_measurements(context: AssetExecutionContext, topology: TopologyResource,
+                        engines: EnginesResource,
+                        warehouse: WarehouseResource) -> Output[list[EngineResult]]:
+    from dualbus_pipeline.probes.runner import probe_engines
+
+    cfg, wh = _start(context, topology, warehouse)
+    with recording_failure(wh, context.run.run_id):
+        assert len(engines.engines()) == len(cfg.topology.engines)
+        result = asyncio.run(probe_engines(cfg.topology))
+    operational = sum(1 for e in result if e.status == "operational")
+    meta: dict[str, Any] = {
+        "engines_total": len(result),
+        "engines_operational": operational,
+        "availability": _num(operational / len(result)) if result else _num(None),
+    }
+    for e in result[:50]:  # the UI plots each key; cap so 1,000 engines stay readable
+        meta[f"{e.name}_p99_ms"] = _num(e.summary.p99)
+    progress.emit("engine_measurements",
+                  f"{operational}/{len(result)} engines operational")
+    return Output(result, metadata=meta)
+
+
+@asset(group_name=PROBES, kinds={"redis", "python"},
+       description="Cross-engine round trips through the bus with the dualbus probe protocol "
+       "(product.md §4.3): probe → A's stream → B's stream → reply.")
+def pair_measurements(context: AssetExecutionContext, topology: TopologyResource,
+                      warehouse: WarehouseResource) -> Output[list[PairResult]]:
+    from dualbus_pipeline.probes.runner import probe_pairs
+
+    cfg, wh = _start(context, topology, warehouse)
+    with recording_failure(wh, context.run.run_id):
+        result = asyncio.run(probe_pairs(cfg.topology, context.run.run_id))
+    meta: dict[str, Any] = {}
+    for p in result:
+        meta[f"{p.from_}_to_{p.to}_p99_ms"] = _num(p.summary.p99)
+    progress.emit("pair_measurements", ", ".join(f"{p.from_}->{p.to} {p.status}"
+                                                  for p in result) or "no pairs declared")
+    return Output(result, metadata=meta)
+
+
+@asset(group_name=WAREHOUSE, kinds={"duckdb"},
+       ins={"buses": AssetIn("bus_measurements"), "engines": AssetIn("engine_measurements"),
+            "pairs": AssetIn("pair_measurements")},
+       description="Loads every sample of the run into DuckDB and evaluates the SLOs, in ONE "
+       "transaction: a run is either stored whole with its verdicts or not at all.")
+def slo_results(context: AssetExecutionContext, topology: TopologyResource,
+                warehouse: WarehouseResource, slo: SloResource, buses: list[BusResult],
+                engines: list[EngineResult], pairs: list[PairResult]) -> MaterializeResult[None]:
+    from dualbus_pipeline.slospec.evaluate import evaluate_run
+    from dualbus_pipeline.slospec.loader import load_slo_dir
+    from dualbus_pipeline.store.runs import complete_run, store_measurements
+
+    cfg = topology.loaded()
+    wh = warehouse.warehouse()
+    run_id = context.run.run_id
+    with recording_failure(wh, run_id):
+        slos = load_slo_dir(Path(slo.slo_dir))
+        with wh.transaction() as con:
+            n_samples = store_measurements(con, run_id, buses, engines, pairs)
+            evaluation = evaluate_run(con, run_id, slos,
+                                      baseline_runs=cfg.topology.baseline.runs)
+            complete_run(con, run_id, settings=cfg.topology.probe.model_dump(mode="json"),
+                         overall=evaluation.overall)
+    overall = evaluation.overall
+    progress.emit("slo_results", f"{n_samples} samples stored; grade {overall.get('grade')}, "
+                  f"{overall.get('breaches')} breaches")
+    return MaterializeResult(metadata={
+        "samples": n_samples,
+        "overall_grade": str(overall.get("grade")),
+        "overall_score": _num(overall.get("score")),
+        "breaches": int(overall.get("breaches") or 0),
+        "result": str(overall.get("result")),
+    })
+
+
+@asset(group_name=WAREHOUSE, kinds={"duckdb"}, deps=["slo_results"],
+       description="Trend tables: each target's indicators over runs vs the baseline (delta, "
+       "regression flag) and the system trend per run.")
+def trend_tables(context: AssetExecutionContext,
+                 warehouse: WarehouseResource) -> MaterializeResult[None]:
+    from dualbus_pipeline.store.trends import refresh_trends
+
+    wh = warehouse.warehouse()
+    with recording_failure(wh, context.run.run_id), wh.transaction() as con:
+        info = refresh_trends(con, context.run.run_id)
+    meta = {k: v for k, v in (info or {}).items() if isinstance(v, int | float | str)}
+    progress.emit("trend_tables", ", ".join(f"{k}={v}" for k, v in meta.items()) or "refreshed")
+    return MaterializeResult(metadata=meta)
+
+
+@asset(group_name=REPORTING, kinds={"markdown", "html", "json"}, deps=["trend_tables"],
+       description="The graded report of this run (Markdown, self-contained HTML, "
+       "results.json), written under reports/<run_id>/ and stored in the warehouse.")
+def graded_report(context: AssetExecutionContext, warehouse: WarehouseResource,
+                  report: ReportResource) -> MaterializeResult[None]:
+    from dualbus_pipeline.report.pipeline import build_and_store_report
+
+    wh = warehouse.warehouse()
+    with recording_failure(wh, context.run.run_id):
+        out = build_and_store_report(wh, context.run.run_id, Path(report.templates_dir))
+    progress.emit("graded_report", str(out.paths["html"]))
+    md = out.rendered["md"]
+    return MaterializeResult(metadata={
+        "report": MetadataValue.md(md if len(md) < 90_000 else md[:90_000] + "\n\n…(truncated)"),
+        "report_html": MetadataValue.path(str(out.paths["html"])),
+        "report_md": MetadataValue.path(str(out.paths["md"])),
+        "results_json": MetadataValue.path(str(out.paths["json"])),
+        "overall_grade": str(out.results["overall"]["grade"]),
+        "availability": _num(out.results["system"]["availability"]),
+        "combined_bus_throughput_msgs_per_s":
+            _num(out.results["system"]["combined_bus_throughput_msgs_per_s"]),
+    })
+
+
+@asset(group_name=REPORTING, kinds={"python"}, deps=["graded_report"],
+       description="Breach alerts: fire once on breach, remind at most every remind_every, "
+       "resolve when the SLO passes again; delivered through Apprise with an outbox.")
+def alert_dispatch(context: AssetExecutionContext, topology: TopologyResource,
+                   warehouse: WarehouseResource) -> MaterializeResult[None]:
+    from dualbus_pipeline.alerts import dispatch_alerts
+
+    cfg = topology.loaded()
+    wh = warehouse.warehouse()
+    report_path = wh.reports_dir / context.run.run_id / "report.html"
+    summary = dispatch_alerts(wh, context.run.run_id, cfg.topology, report_path=str(report_path))
+    meta = {k: v for k, v in vars(summary).items() if isinstance(v, int | float | str)}
+    progress.emit("alert_dispatch", ", ".join(f"{k} {v}" for k, v in meta.items()))
+    return MaterializeResult(metadata=meta)
+
+
+ALL_ASSETS = [bus_measurements, engine_measurements, pair_measurements, slo_results,
+              trend_tables, graded_report, alert_dispatch]

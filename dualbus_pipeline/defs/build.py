@@ -1,0 +1,58 @@
+"""Build the Dagster Definitions from a topology, SLO dir and warehouse (CLI and UI share it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+
+from dualbus_pipeline.config import load_config, shipped_dir
+from dualbus_pipeline.defs.assets import ALL_ASSETS
+from dualbus_pipeline.defs.resources import (
+    BusesResource,
+    EnginesResource,
+    ReportResource,
+    SloResource,
+    TopologyResource,
+    WarehouseResource,
+)
+
+JOB_NAME = "dualbus_run"
+
+
+def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path | None = None,
+                      warehouse: str | Path | None = None,
+                      templates_dir: str | Path | None = None) -> Definitions:
+    from dualbus_pipeline.defs.checks import make_slo_checks
+    from dualbus_pipeline.defs.schedules import make_schedule
+    from dualbus_pipeline.defs.sensors import make_sensors
+    from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
+
+    cfg = load_config(config_path or os.environ.get("DUALBUS_CONFIG") or None)
+    slo_path = resolve_slo_dir(str(slo_dir or os.environ.get("DUALBUS_SLO_DIR") or "") or None,
+                               cfg)
+    slos = load_slo_dir(slo_path)
+    wh_path = cfg.warehouse_path(warehouse or os.environ.get("DUALBUS_WAREHOUSE") or None)
+    tpl = Path(templates_dir or os.environ.get("DUALBUS_TEMPLATES") or shipped_dir("templates"))
+    config_file = str(cfg.path)
+
+    job = define_asset_job(JOB_NAME, selection=AssetSelection.all(),
+                           description="One dualbus run: probes → SLOs → trends → report → "
+                           "alerts.", executor_def=in_process_executor)
+    return Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=make_slo_checks(slos),
+        jobs=[job],
+        schedules=[make_schedule(job, cfg.topology)],
+        sensors=make_sensors(job, cfg.topology),
+        resources={
+            "topology": TopologyResource(config_path=config_file),
+            "buses": BusesResource(config_path=config_file),
+            "engines": EnginesResource(config_path=config_file),
+            "warehouse": WarehouseResource(path=str(wh_path)),
+            "slo": SloResource(slo_dir=str(slo_path)),
+            "report": ReportResource(templates_dir=str(tpl)),
+        },
+    )
+
