@@ -1,4 +1,4 @@
-"""`dualbus demo`: the reference stack with the seed's faults (the pipeline run lands later)."""
+"""`dualbus demo`: the reference stack with the seed's faults, one pipeline run, the report."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from dualbus_pipeline.stack.manager import StackManager, StackStatus, default_st
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("demo", parents=[common], help="start the reference stack (seed faults) "
-                       "and show it", description="Start the reference stack with the seed "
+    p = sub.add_parser("demo", parents=[common], help="reference stack (seed faults) + one run + "
+                       "the report path", description="Start the reference stack with the seed "
                        "scenario (websocket down, vpin unhealthy, strategy and backtesting "
-                       "slower), print its status, then stop it unless --keep-stack.")
+                       "slower), run the pipeline once, print the report path, then stop the "
+                       "stack unless --keep-stack.")
     p.add_argument("--keep-stack", action="store_true",
                    help="leave the stack running afterwards (stop it with `dualbus stack down`)")
     p.set_defaults(func=run)
@@ -31,10 +32,17 @@ def stop_demo_stack(manager: StackManager) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dualbus_pipeline.commands.run import execute
+
     cfg = load_config(args.config)
     manager, status = start_demo_stack(cfg, args.warehouse)
     try:
         print(status.table())
+        out = execute(str(cfg.path), None, args.warehouse)
+        print(f"run {out.run_id} completed in {out.seconds:.1f}s")
+        print(f"report: {out.report_html}")
+        print(f"        {out.report_html.with_name('report.md')}")
+        print(f"        {out.report_html.with_name('results.json')}")
     finally:
         if args.keep_stack:
             print("stack left running; stop it with `dualbus stack down`")

@@ -9,10 +9,15 @@ Method
 * A request not answered within ``engine_timeout_s`` of its intended send time is a failed
   sample ("timeout") and its connection is dropped, so a dead engine costs about one timeout
   after the schedule ends.
-* One connection is opened before the schedule starts (not a sample), so samples measure the
-  steady keep-alive state rather than the first TCP handshake.
-* The probe runs on its own event loop in its own thread with microsecond timers (timing.py),
-  so neither other engines' probes nor the caller's loop delay its sends.
+* One connection is opened and warmed with ``WARMUP_REQUESTS`` unrecorded GETs before the
+  schedule starts, so samples measure the steady keep-alive state rather than the first TCP
+  handshake and cold code paths.
+* All engines of a run share ONE probe thread and event loop with microsecond timers
+  (timing.py), and their schedules are phase-staggered on a common grid: with C engines in
+  flight at rate R, engine slot k sends at ``origin + k/(C·R) + i/R``, so no two sends are due
+  at the same instant and spin-waits never overlap. One thread per engine was tried first:
+  on a 2-core machine eight spinning threads starved each other and the engines being
+  measured, and the lateness check (rightly) invalidated most summaries.
 
 Sample outcome: ok = HTTP 2xx and the body's ``status`` (when the body is a JSON object with
 one) is not in ``UNHEALTHY_BODY``. Errors: "refused", "timeout", "connection closed",
@@ -33,6 +38,7 @@ import contextlib
 import json
 import ssl
 from collections import Counter, deque
+from collections.abc import Callable
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
@@ -53,12 +59,51 @@ DEGRADED_BODY = frozenset({"degraded", "warning", "warn"})
 OPERATIONAL_SUCCESS = 0.99
 UNHEALTHY_BELOW = 0.5
 START_DELAY_NS = 2_000_000
+WARMUP_REQUESTS = 3
 
 
 async def probe_engine(engine: Engine, settings: ProbeSettings) -> EngineResult:
     """Probe one engine; failures are samples, never exceptions."""
-    return await in_thread(lambda: run_on_precise_loop(lambda: _probe(engine, settings)),
-                           name=f"dualbus-engine-{engine.name}")
+    (result,) = await probe_engines_staggered([engine], settings)
+    return result
+
+
+async def probe_engines_staggered(engines: list[Engine],
+                                  settings: ProbeSettings) -> list[EngineResult]:
+    """Probe engines ``engine_concurrency`` at a time on one precise loop in its own thread,
+    each in-flight engine on its own phase of a common send grid. Results in input order."""
+    if not engines:
+        return []
+    return await in_thread(
+        lambda: run_on_precise_loop(lambda: _probe_staggered(engines, settings)),
+        name="dualbus-engines")
+
+
+async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> list[EngineResult]:
+    slots = max(1, min(settings.engine_concurrency, len(engines)))
+    period = 1e9 / settings.engine_rate_per_s
+    spacing = period / slots
+    origin = now_ns() + START_DELAY_NS
+    free: asyncio.Queue[int] = asyncio.Queue()
+    for k in range(slots):
+        free.put_nowait(k)
+
+    def start_for(slot: int) -> int:
+        earliest = now_ns() + START_DELAY_NS
+        phase = origin + int(slot * spacing)
+        if earliest <= phase:
+            return phase
+        cycles = -(-(earliest - phase) // int(period))  # ceil
+        return phase + int(cycles * period)
+
+    async def one(engine: Engine) -> EngineResult:
+        slot = await free.get()
+        try:
+            return await _probe(engine, settings, start_for=lambda: start_for(slot))
+        finally:
+            free.put_nowait(slot)
+
+    return list(await asyncio.gather(*(one(e) for e in engines)))
 
 
 def _body_status(body: bytes) -> str | None:
@@ -215,7 +260,7 @@ class _Prober:
             self.all_done.set()
 
     # --- the run ----------------------------------------------------------------------------
-    async def run(self) -> SampleBatch:
+    async def run(self, start_for: Callable[[], int] | None = None) -> SampleBatch:
         s = self.settings
         try:
             conn = await self.connect(s.engine_timeout_s)
@@ -224,9 +269,13 @@ class _Prober:
                                   else connect_error_text(exc))
         else:
             self.open += 1
-            self.idle.append(conn)
+            await self.warm_up(conn)
+            if conn.closed:
+                self.open -= 1
+            else:
+                self.idle.append(conn)
         interval = 1e9 / s.engine_rate_per_s
-        start = now_ns() + START_DELAY_NS
+        start = start_for() if start_for is not None else now_ns() + START_DELAY_NS
         for i in range(self.n):
             self.intended[i] = start + int(i * interval)
         for i in range(self.n):
@@ -242,6 +291,20 @@ class _Prober:
                             intended_ns=self.intended, sent_ns=self.sent, done_ns=self.done,
                             ok=self.ok, status=self.status, error=self.error)
         return batch
+
+    async def warm_up(self, conn: HttpConnection) -> None:
+        """A few unrecorded GETs on the pre-opened connection, so the first samples measure
+        the steady keep-alive path, not cold code paths on either side."""
+        for _ in range(WARMUP_REQUESTS):
+            try:
+                _, _, _, keep_alive = await asyncio.wait_for(
+                    conn.request(self.request), self.settings.engine_timeout_s)
+            except Exception:  # warm-up failures are not samples; the schedule will tell
+                conn.abort()
+                return
+            if not keep_alive:
+                conn.abort()
+                return
 
     def close_all(self) -> None:
         for conn in self.idle:
@@ -283,9 +346,10 @@ class _Prober:
         return completed / elapsed if completed and elapsed > 0 else None
 
 
-async def _probe(engine: Engine, settings: ProbeSettings) -> EngineResult:
+async def _probe(engine: Engine, settings: ProbeSettings,
+                 start_for: Callable[[], int] | None = None) -> EngineResult:
     prober = _Prober(engine, settings)
-    batch = await prober.run()
+    batch = await prober.run(start_for)
     summary = summarize(batch, settings.engine_rate_per_s, settings.min_samples)
     capacity = None
     if settings.engine_capacity.enabled and prober.connected_any:

@@ -3,12 +3,11 @@ each other.
 
 * Buses: one at a time. A bus probe saturates a bus on purpose (capacity burst) and its
   timing threads want a CPU each; two at once would measure each other.
-* Engines: ``engine_concurrency`` at a time, each on its own thread and event loop with
-  microsecond timers. Engines are independent servers, and at the default pacing (200 req/s,
-  ~0.2 ms each) one engine keeps its probe thread busy a few percent of the time, so eight
-  concurrent probes rarely contend for the GIL; any contention that does happen delays sends
-  and is caught by the recorded scheduling lateness (summaries whose lateness p99 exceeds half
-  the p50 are marked invalid, never silently used).
+* Engines: ``engine_concurrency`` at a time, all on ONE probe thread and event loop with
+  microsecond timers, each in-flight engine on its own phase of a common send grid
+  (engine.py), so sends never coincide and the probe never competes with itself for a CPU.
+  Any lateness that remains is recorded per sample; summaries whose lateness p99 exceeds half
+  the p50 are marked invalid, never silently used.
 * Pairs: sequential. Round trips cross two engines and one bus; two pairs sharing an engine
   would queue behind each other in that engine's consumer.
 * Engines run after buses and before pairs, never alongside the capacity burst.
@@ -26,7 +25,7 @@ from datetime import UTC, datetime
 
 from dualbus_pipeline.config import Bus, Engine, Pair, ProbeSettings, Topology
 from dualbus_pipeline.probes.bus import probe_bus
-from dualbus_pipeline.probes.engine import probe_engine
+from dualbus_pipeline.probes.engine import probe_engine, probe_engines_staggered
 from dualbus_pipeline.probes.model import (
     BusResult,
     EngineResult,
@@ -51,16 +50,16 @@ async def probe_buses(topology: Topology, run_id: str) -> list[BusResult]:
 
 async def probe_engines(topology: Topology) -> list[EngineResult]:
     settings = topology.probe
-    gate = asyncio.Semaphore(settings.engine_concurrency)
-
-    async def one(engine: Engine) -> EngineResult:
-        async with gate:
+    try:
+        return await probe_engines_staggered(list(topology.engines), settings)
+    except Exception:
+        out = []
+        for engine in topology.engines:
             try:
-                return await probe_engine(engine, settings)
+                out.append(await probe_engine(engine, settings))
             except Exception as exc:  # one broken probe must not cost the run
-                return _engine_crashed(engine, settings, exc)
-
-    return list(await asyncio.gather(*(one(e) for e in topology.engines)))
+                out.append(_engine_crashed(engine, settings, exc))
+        return out
 
 
 async def probe_pairs(topology: Topology, run_id: str) -> list[PairResult]:

@@ -9,9 +9,13 @@ sample count travels with every summary.
 Validity (a summary the numbers make untrustworthy is flagged, never silently used):
 
 * too few samples: ``count < min_samples``;
-* probe lateness: the probe's own scheduling lateness p99 (actual − intended send time) is
-  more than ``LATENESS_FRACTION`` (50 %) of the latency p50 it measured — the instrument's
-  jitter is then comparable to what it measures;
+* probe lateness: the probe's own scheduling lateness (actual − intended send time) is
+  comparable to the latency it measured at the same point of the distribution — lateness p50
+  above ``LATENESS_P50_FRACTION`` (25 %) of the latency p50, or lateness p99 above
+  ``LATENESS_FRACTION`` (50 %) of the latency p99. Latency runs from the intended send time,
+  so lateness is part of every corrected figure; these bounds say when it stops being a small
+  part. (Comparing lateness p99 with latency p50 — the first rule we shipped — condemned a
+  100-sample run for one late send.);
 * rate: the achieved send rate is below ``RATE_FRACTION`` (50 %) of the intended rate.
 
 A target with no successful sample keeps ``valid=True`` when the rules above hold: a success
@@ -26,6 +30,7 @@ from collections.abc import Sequence
 from dualbus_pipeline.probes.model import SampleBatch, Summary
 
 LATENESS_FRACTION = 0.5
+LATENESS_P50_FRACTION = 0.25
 RATE_FRACTION = 0.5
 
 
@@ -72,16 +77,22 @@ def summarize(batch: SampleBatch, intended_rate_per_s: float | None,
         return percentile(values, q) if values else None
 
     p50 = pct(lat, 50)
+    p99 = pct(lat, 99)
+    lateness_p50 = pct(late, 50)
     lateness_p99 = pct(late, 99)
     achieved = achieved_rate_per_s(batch.sent_ns)
 
     reasons: list[str] = []
     if count < min_samples:
         reasons.append(f"too few samples: {count} < {min_samples}")
-    if (lateness_p99 is not None and p50 is not None
-            and lateness_p99 > LATENESS_FRACTION * p50):
+    if (lateness_p50 is not None and p50 is not None
+            and lateness_p50 > LATENESS_P50_FRACTION * p50):
+        reasons.append(f"probe scheduling lateness p50 {lateness_p50:.3f} ms exceeds "
+                       f"{LATENESS_P50_FRACTION:.0%} of the measured p50 {p50:.3f} ms")
+    if (lateness_p99 is not None and p99 is not None
+            and lateness_p99 > LATENESS_FRACTION * p99):
         reasons.append(f"probe scheduling lateness p99 {lateness_p99:.3f} ms exceeds "
-                       f"{LATENESS_FRACTION:.0%} of the measured p50 {p50:.3f} ms")
+                       f"{LATENESS_FRACTION:.0%} of the measured p99 {p99:.3f} ms")
     if (intended_rate_per_s is not None and achieved is not None
             and achieved < RATE_FRACTION * intended_rate_per_s):
         reasons.append(f"achieved rate {achieved:.1f}/s is below {RATE_FRACTION:.0%} of the "
@@ -93,7 +104,7 @@ def summarize(batch: SampleBatch, intended_rate_per_s: float | None,
         mean=_round(math.fsum(lat) / len(lat)) if lat else None,
         p50=_round(p50),
         p90=_round(pct(lat, 90)),
-        p99=_round(pct(lat, 99)),
+        p99=_round(p99),
         p999=_round(pct(lat, 99.9)),
         max=_round(lat[-1]) if lat else None,
         min=_round(lat[0]) if lat else None,

@@ -111,7 +111,7 @@ def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
                   baseline_runs: int) -> list[SloResult]:
     ind = slo.spec
     targets, unmatched = select_targets(
-        slo_queries.run_targets(con, run.run_id, slo.scope), slo.targets)
+        slo_queries.run_targets(con, run.run_id, slo.scope, ind.table), slo.targets)
     windowed = slo.window is not None
     run_ids = (slo_queries.window_run_ids(con, run, runs=slo.window_runs(),
                                           seconds=slo.window_seconds())

@@ -61,10 +61,22 @@ def run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRow | None:
     return RunRow(row[0], row[1], row[2], bool(row[3])) if row else None
 
 
-def run_targets(con: duckdb.DuckDBPyConnection, run_id: str, scope: str) -> list[str]:
-    """The targets measured in the run (from `targets`, so any topology works)."""
+def run_targets(con: duckdb.DuckDBPyConnection, run_id: str, scope: str,
+                table: str | None = None) -> list[str]:
+    """The targets measured in the run (from `targets`, so any topology works).
+
+    Stream indicators (consumer lag, pending) apply only where engine streams are declared:
+    a bus that carries no engine stream has no lag to judge (not "no data"), while a bus that
+    could not be reached is kept, so its missing figures still count against it.
+    """
     if scope == "system":
         return [SYSTEM_TARGET]
+    if table == "stream_stats" and scope == "bus":
+        rows = con.execute(
+            "SELECT DISTINCT bus FROM stream_stats WHERE run_id = ? UNION "
+            "SELECT target FROM targets WHERE run_id = ? AND scope = 'bus' "
+            "AND status = 'unreachable' ORDER BY 1", [run_id, run_id]).fetchall()
+        return [r[0] for r in rows]
     rows = con.execute("SELECT target FROM targets WHERE run_id = ? AND scope = ? "
                        "ORDER BY target", [run_id, scope]).fetchall()
     return [r[0] for r in rows]
@@ -110,6 +122,11 @@ def measure(con: duckdb.DuckDBPyConnection, ind: Indicator, aggregate: str,
                      good=int(r[3] or 0), total=int(r[4] or 0)) for r in rows]
 
 
+# A success ratio stays meaningful when the probe ran late or slow (that skews latency, not
+# whether requests succeeded); only too few samples makes it "no data".
+_RATIO_USABLE = "(m.valid OR NOT starts_with(coalesce(m.invalid_reason, ''), 'too few samples'))"
+
+
 def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, list[Any]]:
     run_col = "run_id" if per_run else "NULL"
     group = "target, run_id" if per_run else "target"
@@ -121,7 +138,8 @@ def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, li
         sql = (f"SELECT s.target, {'s.run_id' if per_run else 'NULL'}, {value}, "
                "count(*) FILTER (WHERE s.ok), count(*) "
                f"FROM {ind.table} s JOIN summaries m ON m.run_id = s.run_id "
-               "AND m.target = s.target AND m.scope = ? AND m.metric = ? AND m.valid "
+               "AND m.target = s.target AND m.scope = ? AND m.metric = ? AND "
+               f"{'m.valid' if ind.kind == 'samples' else _RATIO_USABLE} "
                "WHERE s.kind = ? AND list_contains(?, s.run_id) AND list_contains(?, s.target) "
                f"GROUP BY s.target{', s.run_id' if per_run else ''}")
         return sql, [ind.scope, ind.metric, ind.sample_kind]

@@ -60,8 +60,28 @@ def test_too_few_samples_is_invalid() -> None:
 def test_lateness_comparable_to_latency_is_invalid() -> None:
     s = summarize(batch([0.2] * 50, late_ms=0.15), None, min_samples=20)
     assert not s.valid
-    assert "lateness p99 0.150 ms exceeds 50% of the measured p50 0.200 ms" in (
-        s.invalid_reason or "")
+    assert s.invalid_reason == (
+        "probe scheduling lateness p50 0.150 ms exceeds 25% of the measured p50 0.200 ms; "
+        "probe scheduling lateness p99 0.150 ms exceeds 50% of the measured p99 0.200 ms")
+
+
+def test_one_late_send_in_a_hundred_does_not_condemn_the_run() -> None:
+    b = SampleBatch(target="t", kind="engine_http")
+    for i in range(100):
+        intended = i * 5 * MS
+        late = int(0.6 * MS) if i == 0 else 10_000  # one 0.6 ms hiccup, else 10 µs
+        b.add(intended, intended + late, intended + late + int(0.25 * MS), True)
+    s = summarize(b, 200.0, min_samples=20)
+    assert s.valid, s.invalid_reason
+    # ...but lateness in the tail comparable to the tail latency does
+    b2 = SampleBatch(target="t", kind="engine_http")
+    for i in range(100):
+        intended = i * 5 * MS
+        late = int(0.6 * MS) if i < 5 else 10_000
+        b2.add(intended, intended + late, intended + late + int(0.25 * MS), True)
+    s2 = summarize(b2, 200.0, min_samples=20)
+    assert not s2.valid and "lateness p99 0.600 ms exceeds 50% of the measured p99 0.850 ms" \
+        in (s2.invalid_reason or "")
 
 
 def test_rate_far_below_intended_is_invalid() -> None:
