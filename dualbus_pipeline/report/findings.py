@@ -230,7 +230,9 @@ def readiness(results: dict[str, Any], opt: dict[str, Any]) -> list[dict[str, An
 
 
 def breaches(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [s for s in results.get("slos", []) if not s.get("passed") and not is_tier_slo(s)]
+    # "insufficient baseline" is neither a pass nor a breach (docs/slos.md): not listed here
+    rows = [s for s in results.get("slos", []) if not s.get("passed") and not is_tier_slo(s)
+            and s.get("outcome") != "insufficient_baseline"]
     return sorted(rows, key=lambda s: (SEVERITY_ORDER.get(str(s.get("severity")), 2),
                                        not s.get("key"), s.get("name"), s.get("target")))
 
