@@ -60,7 +60,18 @@ class Bus(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(v, ("redis", "rediss"))
+        from dualbus_pipeline.probes.resp import TlsOptions
+
+        parts = urlsplit(_check_url(v, ("redis", "rediss")))
+        if parts.query:
+            if parts.scheme != "rediss":
+                raise ValueError("TLS parameters (ssl_*) need a rediss:// URL")
+            opts = TlsOptions.from_query(parts.query)
+            for name, path in (("ssl_ca_certs", opts.ca_certs),
+                               ("ssl_certfile", opts.certfile), ("ssl_keyfile", opts.keyfile)):
+                if path is not None and not Path(path).is_file():
+                    raise ValueError(f"{name}: file not found: {path}")
+        return v
 
     @property
     def display(self) -> str:
@@ -69,6 +80,10 @@ class Bus(_Model):
     @property
     def safe_url(self) -> str:
         return mask_secrets(self.url)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("rediss://")
 
     @property
     def host(self) -> str:
@@ -146,7 +161,10 @@ class ProbeSettings(_Model):
     engine_requests: int = Field(100, ge=1, le=100_000)
     engine_rate_per_s: float = Field(200.0, gt=0)
     engine_timeout_s: float = Field(1.0, gt=0, le=60)
-    engine_concurrency: int = Field(8, ge=1, le=256)
+    # engines in flight at once: as many as engine_max_send_rate_per_s allows at
+    # engine_rate_per_s each, at most engine_concurrency (probes/engine.py engine_slots)
+    engine_concurrency: int = Field(64, ge=1, le=1024)
+    engine_max_send_rate_per_s: float = Field(4000.0, gt=0, le=100_000)
     engine_capacity: EngineCapacity = EngineCapacity()
     # buses (§4.1)
     bus_ping_count: int = Field(200, ge=1, le=100_000)

@@ -8,8 +8,13 @@ intended send time; a correlation id without a reply within ``pair_timeout_s`` i
 sample ("timeout").
 
 The pair runs on engine A's bus. The only writes outside ``dualbus:probe:`` are the protocol
-messages on A's stream (no MAXLEN there: a probe never trims a production stream). The reply
-stream is created by the probe with an EXPIRE (engines' XADDs keep it) and deleted at the end.
+messages on A's stream (no MAXLEN there: a probe never trims a production stream; NOMKSTREAM:
+it never creates a stream the engine does not have). The reply stream is created by the probe
+with an EXPIRE (engines' XADDs keep it). At the end it is deleted when every round trip came
+back; when replies are still outstanding it is left to expire instead, because a late reply
+XADDed to a deleted key would recreate it *without* a TTL. A reply later than the TTL itself
+does recreate such a key; every pair probe first sweeps those orphans (reply streams with no
+TTL: ours always have one) in a bounded SCAN.
 
 Status: ``failed`` when fewer than half of the round trips came back, ``degraded`` below
 99 %, ``operational`` otherwise.
@@ -17,19 +22,23 @@ Status: ``failed`` when fewer than half of the round trips came back, ``degraded
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 
 from dualbus_pipeline.config import Pair, ProbeSettings, Topology
 from dualbus_pipeline.probes.bus import PROBE_PREFIX, Link
 from dualbus_pipeline.probes.model import PairResult, PairStatus, SampleBatch
-from dualbus_pipeline.probes.resp import RespConnection, connect_error_text, pack
+from dualbus_pipeline.probes.resp import RespConnection, RespError, connect_error_text, pack
 from dualbus_pipeline.probes.stats import summarize
 from dualbus_pipeline.probes.timing import in_thread, lower_timer_slack, now_ns, sleep_until_ns
 
 PROBE_TYPE = "dualbus.probe"
 OPERATIONAL_SUCCESS = 0.99
 FAILED_BELOW = 0.5
+ORPHAN_PATTERN = f"{PROBE_PREFIX}*:reply:*"
+SWEEP_MAX_CALLS = 50       # SCAN COUNT 1000 calls per sweep: bounded work on a big keyspace
+SWEEP_BUDGET_S = 0.25
 
 
 def reply_key(run_id: str, pair: Pair) -> str:
@@ -99,6 +108,8 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
     try:
         try:
             conn = link.get()
+            with contextlib.suppress(RespError):  # e.g. an ACL without SCAN: not our job then
+                sweep_orphans(conn)
             # The reply stream exists before any engine writes to it, so it carries our TTL.
             conn.atomic(("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1"),
                         ("EXPIRE", key, settings.key_ttl_s))
@@ -118,11 +129,12 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                     continue
                 sleep_until_ns(intended[i])
                 sent[i] = now_ns()
-                cmd = pack("XADD", a.stream, "*", "message_type", PROBE_TYPE,
+                cmd = pack("XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
                            "correlation_id", cids[i], "sent_ns", intended[i],
                            "forward_to", b.stream, "reply_to", key)
                 try:
-                    link.get().call_packed(cmd)
+                    if link.get().call_packed(cmd) is None:
+                        send_err[i] = f"stream {a.stream!r} does not exist (not created)"
                 except Exception as exc:  # a failed sample
                     send_err[i] = connect_error_text(exc)
             deadline = now_ns() + int(timeout * 1e9)
@@ -132,7 +144,9 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
             reader.join(timeout + 1)
     finally:
         link.close()
-        cleanup_error = _delete(bus.url, timeout, key)
+        outstanding = setup_error is None and any(
+            cid not in out.done for cid, err in zip(cids, send_err, strict=True) if err is None)
+        cleanup_error = None if outstanding else _delete(bus.url, timeout, key)
     gave_up = now_ns()
     if setup_error is not None:
         for _ in range(n):
@@ -150,6 +164,9 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                                    setup_error, batch)
     if cleanup_error:
         reason += f"; cleanup: {cleanup_error} (reply stream expires after {settings.key_ttl_s}s)"
+    elif outstanding:
+        reason += (f"; reply stream left to expire in {settings.key_ttl_s}s so that late "
+                   "replies cannot recreate it without a TTL")
     return PairResult(from_=pair.from_, to=pair.to, bus=bus.name, status=status,
                       status_reason=reason, summary=summary, samples=batch)
 
@@ -174,3 +191,20 @@ def _delete(url: str, timeout_s: float, key: str) -> str | None:
     except Exception as exc:  # the key still expires
         return connect_error_text(exc)
     return None
+
+
+def sweep_orphans(conn: RespConnection) -> int:
+    """Delete reply streams that have no TTL: recreated by a reply later than their TTL (every
+    reply stream the probe creates carries one). Bounded in calls and time; returns how many
+    were deleted."""
+    deleted = 0
+    cursor = b"0"
+    deadline = now_ns() + int(SWEEP_BUDGET_S * 1e9)
+    for _ in range(SWEEP_MAX_CALLS):
+        cursor, keys = conn.call("SCAN", cursor, "MATCH", ORPHAN_PATTERN, "COUNT", 1000)
+        for k in keys:
+            if k.startswith(PROBE_PREFIX.encode()) and conn.call("TTL", k) == -1:
+                deleted += conn.call("DEL", k)
+        if cursor in (b"0", 0) or now_ns() > deadline:
+            break
+    return deleted

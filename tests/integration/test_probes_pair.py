@@ -78,14 +78,29 @@ def test_slow_hop_is_measured(redis_server: RedisProcess) -> None:
 
 
 def test_no_responder_means_failed_samples_not_exception(redis_server: RedisProcess) -> None:
+    r = redis.Redis.from_url(redis_server.url)
+    r.xgroup_create("alpha-stream", "alpha-group", id="$", mkstream=True)  # nobody consumes
     topo = topology(redis_server.url)
     t0 = time.monotonic()
     res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run9"))
     assert res.status == "failed" and res.summary.ok == 0
     assert set(res.samples.error) == {"timeout"}
     assert time.monotonic() - t0 < 40 / 200 + 0.5 + 1.0
+    # replies are outstanding: the reply stream is left with its TTL rather than deleted (a late
+    # reply to a deleted key would recreate it without one)
+    (key,) = r.scan_iter(match="dualbus:probe:*")
+    assert key == b"dualbus:probe:run9:reply:alpha-beta"
+    assert 0 < r.ttl(key) <= topo.probe.key_ttl_s
+    assert "left to expire" in res.status_reason
+
+
+def test_missing_engine_stream_is_not_created(redis_server: RedisProcess) -> None:
+    topo = topology(redis_server.url)
+    res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run12"))
+    assert res.status == "failed"
+    assert set(res.samples.error) == {"stream 'alpha-stream' does not exist (not created)"}
     r = redis.Redis.from_url(redis_server.url)
-    assert list(r.scan_iter(match="dualbus:probe:*")) == []
+    assert list(r.scan_iter(match="*")) == []
 
 
 def test_dead_bus_pair_fails_fast() -> None:
