@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,11 +329,24 @@ def delivery_samples(url: str, key: str, settings: ProbeSettings,
     return f"consumer: {out.error}" if out.error else None
 
 
+def open_with_retry(url: str, timeout_s: float) -> RespConnection:
+    """Connect, retrying a refused connection for up to ``timeout_s`` (a bus that was just
+    restarted answers again within a few ms): one bounded retry window, then the error."""
+    deadline = now_ns() + int(timeout_s * 1e9)
+    while True:
+        try:
+            return RespConnection.open(url, timeout_s)
+        except ConnectionRefusedError:
+            if now_ns() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float | None, str | None]:
     """Delivered msgs/s through a consumer group in a bounded, pipelined burst."""
     n = min(settings.bus_capacity_messages, settings.max_burst_messages)
     try:
-        with RespConnection.open(url, settings.bus_timeout_s) as conn:
+        with open_with_retry(url, settings.bus_timeout_s) as conn:
             conn.atomic(("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM"),
                         ("EXPIRE", key, settings.key_ttl_s))
     except Exception as exc:  # reported
@@ -344,7 +358,7 @@ def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float |
 def delete_keys(url: str, timeout_s: float, keys: list[str]) -> str | None:
     assert all(k.startswith(PROBE_PREFIX) for k in keys)
     try:
-        with RespConnection.open(url, timeout_s) as conn:
+        with open_with_retry(url, timeout_s) as conn:
             conn.call("DEL", *keys)
     except Exception as exc:  # keys still expire
         return connect_error_text(exc)

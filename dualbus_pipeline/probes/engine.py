@@ -21,6 +21,7 @@ Method
 
 Sample outcome: ok = HTTP 2xx and the body's ``status`` (when the body is a JSON object with
 one) is not in ``UNHEALTHY_BODY``. Errors: "refused", "timeout", "connection closed",
+"bad response: <why>" (not HTTP, body over 1 MiB, ...),
 "http 503", "status unhealthy", ...
 
 Classification (from all samples):
@@ -42,7 +43,7 @@ from collections.abc import Callable
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
-from dualbus_pipeline.probes.http import HttpConnection, Response, build_get
+from dualbus_pipeline.probes.http import HttpConnection, HttpParseError, Response, build_get
 from dualbus_pipeline.probes.model import EngineResult, EngineStatus, SampleBatch, Summary
 from dualbus_pipeline.probes.resp import connect_error_text
 from dualbus_pipeline.probes.stats import summarize
@@ -197,10 +198,14 @@ class _Prober:
         fut.add_done_callback(partial(self.on_response, i, conn))
 
     def on_response(self, i: int, conn: HttpConnection, fut: asyncio.Future[Response]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
             self.open -= 1
             if not self.finished[i]:
-                self.finish(i, now_ns(), False, 0, "connection closed")
+                # A malformed or oversized reply is named as such, not as a closed connection.
+                err = f"bad response: {exc}" if isinstance(exc, HttpParseError) \
+                    else "connection closed"
+                self.finish(i, now_ns(), False, 0, err)
             self.pump()
             return
         done, status, body, keep_alive = fut.result()
