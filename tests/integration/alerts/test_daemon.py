@@ -30,6 +30,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # Create the instance's SQLite storages before the daemon's threads race to (alembic
+    # "CommandError" seen when the daemon and this test initialised them at once).
+    DagsterInstance.from_config(str(home)).dispose()
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n"
