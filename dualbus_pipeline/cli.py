@@ -30,14 +30,16 @@ def common_parser() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only`` (a command name) just that command's subparser, so
+    `dualbus run` does not import every other command (stack → aiohttp, report, ...)."""
     parser = argparse.ArgumentParser(
         prog="dualbus",
         description="Declarative SLO checks for dual Redis message-bus platforms.")
     parser.add_argument("--version", action="version", version=f"dualbus {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_parser()
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only is None else (only,):
         try:
             module = import_module(f"dualbus_pipeline.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -48,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named on the line when it is unambiguous (first word, a known command)."""
+    if argv and argv[0] in COMMAND_MODULES and not any(a in ("-h", "--help") for a in argv):
+        return argv[0]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:

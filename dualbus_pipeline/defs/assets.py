@@ -4,6 +4,7 @@ graded_report → alert_dispatch. Each asset body is a few calls into the pure p
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -39,8 +40,13 @@ REPORTING = "reporting"
 
 
 def topology_snapshot(cfg: LoadedConfig) -> dict[str, Any]:
-    """The topology as stored with each run: secrets masked."""
+    """The topology as stored with each run: secrets masked. Alert sink URLs carry tokens in
+    their path and query, not only a password, so they get the alert module's masking."""
+    from dualbus_pipeline.alerts.notify import safe_sink_url
+
     data = cfg.topology.model_dump(mode="json", by_alias=True)
+    for sink in data.get("alerts") or []:
+        sink["url"] = safe_sink_url(sink["url"])
     text = mask_secrets(json.dumps(data))
     return dict(json.loads(text))
 
@@ -80,14 +86,17 @@ def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
         assert [b.name for b in buses.buses()] == [b.name for b in cfg.topology.buses]
+        t0 = time.perf_counter()
         result = asyncio.run(probe_buses(cfg.topology, context.run.run_id))
-    meta: dict[str, Any] = {}
+        probed = time.perf_counter() - t0
+    meta: dict[str, Any] = {"probe_seconds": round(probed, 3)}
     for b in result:
         meta[f"{b.name}_status"] = b.status
         meta[f"{b.name}_ping_p50_ms"] = _num(b.ping.p50)
         meta[f"{b.name}_delivery_p99_ms"] = _num(b.delivery.p99)
         meta[f"{b.name}_throughput_msgs_per_s"] = _num(b.throughput_msgs_per_s)
-    progress.emit("bus_measurements", ", ".join(f"{b.name} {b.status}" for b in result))
+    progress.emit("bus_measurements", ", ".join(f"{b.name} {b.status}" for b in result)
+                  + f" [probed {probed:.2f}s]")
     return Output(result, metadata=meta)
 
 
@@ -102,17 +111,20 @@ def engine_measurements(context: AssetExecutionContext, topology: TopologyResour
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
         assert len(engines.engines()) == len(cfg.topology.engines)
+        t0 = time.perf_counter()
         result = asyncio.run(probe_engines(cfg.topology))
+        probed = time.perf_counter() - t0
     operational = sum(1 for e in result if e.status == "operational")
     meta: dict[str, Any] = {
         "engines_total": len(result),
         "engines_operational": operational,
         "availability": _num(operational / len(result)) if result else _num(None),
+        "probe_seconds": round(probed, 3),
     }
     for e in result[:50]:  # the UI plots each key; cap so 1,000 engines stay readable
         meta[f"{e.name}_p99_ms"] = _num(e.summary.p99)
     progress.emit("engine_measurements",
-                  f"{operational}/{len(result)} engines operational")
+                  f"{operational}/{len(result)} engines operational [probed {probed:.2f}s]")
     return Output(result, metadata=meta)
 
 
@@ -125,12 +137,18 @@ def pair_measurements(context: AssetExecutionContext, topology: TopologyResource
 
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
+        t0 = time.perf_counter()
         result = asyncio.run(probe_pairs(cfg.topology, context.run.run_id))
-    meta: dict[str, Any] = {}
-    for p in result:
+        probed = time.perf_counter() - t0
+    meta: dict[str, Any] = {"probe_seconds": round(probed, 3)}
+    for p in result[:50]:  # capped like engines: the UI plots each key
         meta[f"{p.from_}_to_{p.to}_p99_ms"] = _num(p.summary.p99)
-    progress.emit("pair_measurements", ", ".join(f"{p.from_}->{p.to} {p.status}"
-                                                  for p in result) or "no pairs declared")
+    shown = ", ".join(f"{p.from_}->{p.to} {p.status}" for p in result[:8])
+    if len(result) > 8:
+        shown += f", … ({sum(p.status == 'operational' for p in result)}/{len(result)} " \
+                 "operational)"
+    progress.emit("pair_measurements", (shown or "no pairs declared")
+                  + f" [probed {probed:.2f}s]")
     return Output(result, metadata=meta)
 
 

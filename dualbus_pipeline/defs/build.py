@@ -16,6 +16,7 @@ from dualbus_pipeline.defs.resources import (
     SloResource,
     TopologyResource,
     WarehouseResource,
+    load_config_cached,
 )
 
 JOB_NAME = "dualbus_run"
@@ -29,7 +30,9 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
     from dualbus_pipeline.defs.sensors import make_sensors
     from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
 
-    cfg = load_config(config_path or os.environ.get("DUALBUS_CONFIG") or None)
+    raw_path = config_path or os.environ.get("DUALBUS_CONFIG") or None
+    # With an explicit path, the run's assets reuse this parse (resources.load_config_cached).
+    cfg = load_config(None) if raw_path is None else load_config_cached(str(raw_path))
     slo_path = resolve_slo_dir(str(slo_dir or os.environ.get("DUALBUS_SLO_DIR") or "") or None,
                                cfg)
     slos = load_slo_dir(slo_path)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import ssl
 from collections import Counter, deque
 from collections.abc import Callable
@@ -61,6 +62,7 @@ OPERATIONAL_SUCCESS = 0.99
 UNHEALTHY_BELOW = 0.5
 START_DELAY_NS = 2_000_000
 WARMUP_REQUESTS = 3
+FD_RESERVE = 256  # descriptors left for the rest of the process (Dagster, DuckDB, buses)
 
 
 async def probe_engine(engine: Engine, settings: ProbeSettings) -> EngineResult:
@@ -71,8 +73,8 @@ async def probe_engine(engine: Engine, settings: ProbeSettings) -> EngineResult:
 
 async def probe_engines_staggered(engines: list[Engine],
                                   settings: ProbeSettings) -> list[EngineResult]:
-    """Probe engines ``engine_concurrency`` at a time on one precise loop in its own thread,
-    each in-flight engine on its own phase of a common send grid. Results in input order."""
+    """Probe engines ``engine_slots`` at a time on one precise loop in its own thread, each
+    in-flight engine on its own phase of a common send grid. Results in input order."""
     if not engines:
         return []
     return await in_thread(
@@ -80,8 +82,30 @@ async def probe_engines_staggered(engines: list[Engine],
         name="dualbus-engines")
 
 
+def engine_slots(settings: ProbeSettings, engines: int) -> int:
+    """Engines in flight at once: as many as the total send-rate budget allows
+    (``engine_max_send_rate_per_s`` / ``engine_rate_per_s``), at most ``engine_concurrency``
+    and at most the number of engines."""
+    by_rate = int(settings.engine_max_send_rate_per_s // settings.engine_rate_per_s)
+    return max(1, min(settings.engine_concurrency, by_rate, engines))
+
+
+def connection_cap(settings: ProbeSettings, slots: int) -> int:
+    """Connections per engine: ``engine_max_connections``, lowered so that all engines in
+    flight together stay well inside the process's descriptor limit."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        soft = 1024
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 20
+    budget = max(1, (soft - FD_RESERVE) // slots) if soft > FD_RESERVE else 1
+    return max(1, min(settings.engine_max_connections, budget))
+
+
 async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> list[EngineResult]:
-    slots = max(1, min(settings.engine_concurrency, len(engines)))
+    slots = engine_slots(settings, len(engines))
+    max_conns = connection_cap(settings, slots)
     period = 1e9 / settings.engine_rate_per_s
     spacing = period / slots
     origin = now_ns() + START_DELAY_NS
@@ -100,7 +124,8 @@ async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> li
     async def one(engine: Engine) -> EngineResult:
         slot = await free.get()
         try:
-            return await _probe(engine, settings, start_for=lambda: start_for(slot))
+            return await _probe(engine, settings, start_for=lambda: start_for(slot),
+                                max_connections=max_conns)
         finally:
             free.put_nowait(slot)
 
@@ -119,9 +144,11 @@ def _body_status(body: bytes) -> str | None:
 
 
 class _Prober:
-    def __init__(self, engine: Engine, settings: ProbeSettings) -> None:
+    def __init__(self, engine: Engine, settings: ProbeSettings,
+                 max_connections: int | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.max_connections = max_connections or settings.engine_max_connections
         self.loop = asyncio.get_running_loop()
         self.request = build_get(engine.host, engine.port, engine.health_path)
         self.ssl: ssl.SSLContext | None = (
@@ -169,7 +196,7 @@ class _Prober:
                 continue
             self.send(i, conn)
             return
-        if self.open < self.settings.engine_max_connections:
+        if self.open < self.max_connections:
             self.open += 1
             self.loop.create_task(self.connect_and_send(i))
         else:
@@ -243,7 +270,7 @@ class _Prober:
 
     def pump(self) -> None:
         """A connection slot freed up: open a connection for the oldest waiting request."""
-        while self.waiting and self.open < self.settings.engine_max_connections:
+        while self.waiting and self.open < self.max_connections:
             i = self.waiting.popleft()
             if not self.finished[i]:
                 self.open += 1
@@ -352,8 +379,9 @@ class _Prober:
 
 
 async def _probe(engine: Engine, settings: ProbeSettings,
-                 start_for: Callable[[], int] | None = None) -> EngineResult:
-    prober = _Prober(engine, settings)
+                 start_for: Callable[[], int] | None = None,
+                 max_connections: int | None = None) -> EngineResult:
+    prober = _Prober(engine, settings, max_connections)
     batch = await prober.run(start_for)
     summary = summarize(batch, settings.engine_rate_per_s, settings.min_samples)
     capacity = None

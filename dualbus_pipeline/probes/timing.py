@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import select
 import selectors
 import sys
 import threading
@@ -62,7 +63,7 @@ async def async_sleep_until_ns(target_ns: int) -> None:
         await asyncio.sleep((remaining - SPIN_NS - 1_000_000) / 1e9)
     remaining = target_ns - now_ns()
     if remaining > SPIN_NS:
-        # The precise loop's selector waits with microsecond timeouts (select(2)).
+        # The precise loop's selector waits with microsecond timeouts (see below).
         await asyncio.sleep((remaining - SPIN_NS) / 1e9)
     while now_ns() < target_ns:
         await asyncio.sleep(0)
@@ -72,7 +73,34 @@ class _PreciseSelector(selectors.SelectSelector):
     """select(2) takes a microsecond timeout; epoll only whole milliseconds (rounded up)."""
 
 
+_EpollBase: type[selectors.BaseSelector] = getattr(selectors, "EpollSelector",
+                                                   selectors.SelectSelector)
+
+
+class _PreciseEpollSelector(_EpollBase):  # type: ignore[valid-type,misc]
+    """epoll for any number of descriptors, woken with microsecond precision.
+
+    ``epoll_wait`` rounds its timeout up to whole milliseconds, and ``select(2)`` cannot watch
+    descriptors >= 1024 (a run over hundreds of engines opens more). An epoll descriptor is
+    itself pollable — readable while any watched descriptor is ready — so a timed wait is
+    ``select([epoll_fd], timeout_us)`` followed by a non-blocking ``epoll_wait``.
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0:
+            select.select([self.fileno()], [], [], timeout)
+            timeout = 0
+        events: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
+        return events
+
+
 def _new_precise_loop() -> asyncio.AbstractEventLoop:
+    if hasattr(selectors, "EpollSelector"):
+        sel = _PreciseEpollSelector()
+        if sel.fileno() < 1000:  # select(2) can watch it
+            return asyncio.SelectorEventLoop(sel)
+        sel.close()  # >1000 descriptors already open: millisecond epoll (lateness will show)
+        return asyncio.new_event_loop()
     return asyncio.SelectorEventLoop(_PreciseSelector())
 
 
@@ -105,30 +133,17 @@ def gc_paused() -> Iterator[None]:
 
 
 def run_on_precise_loop(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion on a fresh microsecond-timer loop in this thread.
-
-    Falls back to the default loop when the process already has descriptors >= 1024 (select(2)
-    cannot watch them); the lateness recorded per sample then shows the coarser timers.
-    """
+    """Run a coroutine to completion on a fresh microsecond-timer loop in this thread
+    (epoll woken through select(2) on Linux, so descriptors >= 1024 are fine; plain select(2)
+    elsewhere)."""
     lower_timer_slack()
-    try:
-        probe_fd = _probe_fd()
-    except OSError:
-        probe_fd = 0
-    loop = _new_precise_loop() if probe_fd < 1000 else asyncio.new_event_loop()
+    loop = _new_precise_loop()
     try:
         return loop.run_until_complete(factory())
     finally:
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-
-
-def _probe_fd() -> int:
-    import socket
-
-    with socket.socket() as s:
-        return s.fileno()
 
 
 async def in_thread(fn: Callable[[], T], name: str) -> T:

@@ -305,9 +305,13 @@ class StackManager:
         engines = [e for e in self.topology.engines
                    if self._manages_engine(e) and not faults.get(e.name, Fault()).down]
         out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(engines), per_host):
-            group = engines[i:i + per_host]
-            hid = f"engine-{group[0].name}" if per_host == 1 else f"host-{i // per_host:03d}"
+        # Engines are striped over the host processes (engine i on host i mod H), not packed
+        # in blocks: a probe walks engines in order, so neighbours in the list are in flight
+        # together and should not all queue in one host's event loop.
+        hosts = -(-len(engines) // per_host)  # ceil
+        for k in range(hosts):
+            group = engines[k::hosts]
+            hid = f"engine-{group[0].name}" if per_host == 1 else f"host-{k:03d}"
             out[hid] = {
                 "host_id": hid,
                 "stream_maxlen": STREAM_MAXLEN,
