@@ -234,7 +234,10 @@ class AlertSink(_Model):
 
     @property
     def safe_url(self) -> str:
-        return mask_secrets(self.url)
+        """Password, query values and token-like path parts masked (alerts.notify)."""
+        from dualbus_pipeline.alerts.notify import safe_sink_url
+
+        return safe_sink_url(self.url)
 
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")

@@ -35,7 +35,7 @@ def _write(folder: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
 
 
 @dataclass(frozen=True)
-class TestCA:
+class LocalCA:
     files: CertFiles
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
@@ -69,7 +69,7 @@ class TestCA:
         return _write(folder, cert, key)
 
 
-def make_ca(folder: Path, name: str = "dualbus test CA") -> TestCA:
+def make_ca(folder: Path, name: str = "dualbus test CA") -> LocalCA:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -88,4 +88,4 @@ def make_ca(folder: Path, name: str = "dualbus test CA") -> TestCA:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .sign(key, hashes.SHA256()))
-    return TestCA(_write(folder, cert, key), cert, key)
+    return LocalCA(_write(folder, cert, key), cert, key)
