@@ -1,10 +1,77 @@
-"""`python -m bench` (or `python3 tasks.py bench`): run every benchmark."""
+"""`python -m bench [GROUP ...] [--quick] [--rounds N]` (= `python3 tasks.py bench`).
+
+Groups: fidelity (dualbus vs redis-benchmark / wrk), run (one `dualbus run` on the reference
+stack), scale (13 / 100 / 1,000 synthetic engines), warehouse (1M-sample ingest; evaluation +
+trends + report over 10 / 1,000 / 10,000 stored runs), growth (the scale and warehouse figures
+as one table). No group = all. `--quick` is a smoke run with tiny sizes. Prints a table of
+figures and ratios and writes CSV + JSON to bench/results/. Benchmarks, not tests: nothing here
+fails on a missed target (exit 0 unless a benchmark could not run).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from typing import Any
 
-from bench.probe_fidelity import main
+from bench.common import loadavg, table, write_results
+
+GROUPS = ("fidelity", "run", "scale", "warehouse", "growth")
+
+
+def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run time and memory vs engines and vs stored runs, picked from the scale and warehouse
+    rows (growth re-uses them; it measures nothing by itself)."""
+    keep = ("dualbus run wall", "peak RSS", "evaluation + trends + report",
+            "peak RSS of that process")
+    out = []
+    for r in rows:
+        if r["group"] in ("scale", "warehouse") and any(k in r["metric"] for k in keep):
+            out.append({**r, "group": "growth", "target": None, "met": None, "raw": {}})
+    return out
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("groups", nargs="*", metavar="GROUP",
+                    help=f"any of {', '.join(GROUPS)} (default: all)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    ap.add_argument("--rounds", type=int, default=3, help="repetitions where medians are taken")
+    args = ap.parse_args(argv)
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        ap.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    groups = args.groups or list(GROUPS)
+    if "growth" in groups:
+        groups += [g for g in ("scale", "warehouse") if g not in groups]
+    rows: list[dict[str, Any]] = []
+    load0 = loadavg()
+    if "fidelity" in groups:
+        from bench.probe_fidelity import measure
+
+        rows += measure(1 if args.quick else args.rounds, args.quick)
+    if "run" in groups:
+        from bench.pipeline_bench import bench_run
+
+        rows += bench_run(args.rounds, args.quick)
+    if "scale" in groups:
+        from bench.pipeline_bench import bench_scale
+
+        rows += bench_scale([13, 40] if args.quick else [13, 100, 1000])
+    if "warehouse" in groups:
+        from bench.warehouse_bench import bench_warehouse
+
+        rows += bench_warehouse(args.quick, rounds=args.rounds)
+    if "growth" in groups:
+        rows += growth_rows(rows)
+    print(table(rows))
+    paths = write_results("bench", rows, {"groups": groups, "quick": args.quick,
+                                          "rounds": args.rounds,
+                                          "loadavg": [load0, loadavg()]})
+    print(f"\nload average (1 min) before/after: {load0} / {loadavg()}")
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -17,27 +17,24 @@ higher is better, target >= 1.0) and writes JSON to bench/results/.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import platform
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import row
 from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.bus import capacity_burst, probe_bus_blocking
 from dualbus_pipeline.probes.engine import probe_engine
 from dualbus_pipeline.probes.resp import RespConnection
 from dualbus_pipeline.stack.redis_server import free_port, port_is_open, start_redis
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WRK_HINT = ("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu) or "
             "`brew install wrk` (macOS); the engine comparison is skipped")
 
@@ -101,6 +98,37 @@ def dualbus_engine(url: str, requests: int, rate: float) -> dict[str, Any]:
             "status": res.status}
 
 
+def blocking_socket_p50(port: int, requests: int, rate: float) -> float:
+    """Control measurement, no dualbus code: a plain blocking socket (TCP_NODELAY, keep-alive)
+    sends GET /health every 1/rate s (sleep until due) and times each answer. Shows what a
+    paced client pays on an idle host — the wake-up of both processes — against wrk's hot
+    closed loop."""
+    import socket
+
+    req = (f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").encode()
+    lat: list[float] = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        interval = 1.0 / rate
+        due = time.perf_counter() + 0.01
+        for _ in range(requests):
+            while (left := due - time.perf_counter()) > 0:
+                time.sleep(left)
+            t0 = time.perf_counter()
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(65536)
+            head, _, body = buf.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+            while len(body) < length:
+                body += s.recv(65536)
+            lat.append((time.perf_counter() - t0) * 1e3)
+            due += interval
+    lat.sort()
+    return lat[len(lat) // 2]
+
+
 def best_of(fn: Any, rounds: int) -> list[float]:
     return [float(fn()) for _ in range(rounds)]
 
@@ -109,21 +137,16 @@ def median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
-    ap.add_argument("--quick", action="store_true", help="smaller counts (smoke run)")
-    args = ap.parse_args(argv)
+def measure(rounds: int, quick: bool) -> list[dict[str, Any]]:
+    """All fidelity comparisons; rows in bench.common format (ratio = dualbus / peer)."""
     for tool in ("redis-server", "redis-benchmark"):
         if not shutil.which(tool):
-            print(f"{tool} not found: install redis (apt-get install -y redis-server)",
-                  file=sys.stderr)
-            return 2
-    has_wrk = shutil.which("wrk") is not None
-    if not has_wrk:
-        print(WRK_HINT, file=sys.stderr)
-    ping_n = 2000 if args.quick else 20000
-    xadd_n = 50_000 if args.quick else 200_000
+            print(f"{tool} not found: install redis (apt-get install -y redis-server); "
+                  "fidelity skipped", file=sys.stderr)
+            return []
+    has_wrk = ensure_wrk()
+    ping_n = 2000 if quick else 20000
+    xadd_n = 50_000 if quick else 200_000
     tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-"))
     redis_port, http_port = free_port(), free_port()
     server = start_redis(redis_port, tmp / "redis")
@@ -137,71 +160,69 @@ def main(argv: list[str]) -> int:
         url = server.url
         # Alternate peer and dualbus each round so drift hits both alike; report medians.
         peer_ping, ours_ping, peer_cap, ours_cap = [], [], [], []
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             peer_ping.append(redis_benchmark_ping_p50(redis_port, ping_n))
             ours_ping.append(dualbus_ping_p50(url, ping_n))
             peer_cap.append(redis_benchmark_xadd_rps(redis_port, xadd_n))
             with RespConnection.open(url, 2.0) as c:
                 c.call("DEL", "bench:xadd")
             ours_cap.append(dualbus_capacity(url, xadd_n))
-        rows.append(_row("bus PING p50 (ms)", "redis-benchmark -c 1 -t ping_mbulk",
-                         median(ours_ping), median(peer_ping), "lower", 1.5,
-                         {"ours": ours_ping, "peer": peer_ping}))
-        rows.append(_row("bus capacity (msgs/s)", "redis-benchmark -c 1 -P 16 XADD",
-                         median(ours_cap), median(peer_cap), "higher", 1.0,
-                         {"ours": ours_cap, "peer": peer_cap}))
+        rows.append(row("fidelity", "bus PING p50", median(ours_ping), "ms",
+                        peer=median(peer_ping), target=1.5,
+                        peer_tool="redis-benchmark -c 1 -t ping_mbulk",
+                        raw={"ours": ours_ping, "peer": peer_ping}))
+        rows.append(row("fidelity", "bus capacity (delivered msgs/s)", median(ours_cap),
+                        "msg/s", peer=median(peer_cap), target=1.0, better="higher",
+                        peer_tool="redis-benchmark -c 1 -P 16 XADD",
+                        raw={"ours": ours_cap, "peer": peer_cap}))
         if has_wrk:
             health = f"http://127.0.0.1:{http_port}"
-            peer_http, hot, paced = [], [], []
+            peer_http, hot, paced, control = [], [], [], []
             detail: dict[str, Any] = {}
-            for _ in range(args.rounds):
-                p50, wrk_rps = wrk_p50_ms(health + "/health", 2 if args.quick else 3)
+            for _ in range(rounds):
+                p50, wrk_rps = wrk_p50_ms(health + "/health", 2 if quick else 3)
                 peer_http.append(p50)
                 detail["wrk_rps"] = wrk_rps
-                h = dualbus_engine(health, 2000 if args.quick else 8000, 4000.0)
+                h = dualbus_engine(health, 2000 if quick else 8000, 4000.0)
                 hot.append(float(h["p50_ms"]))
                 detail["matched_load"] = h
                 p = dualbus_engine(health, 1000, 200.0)
                 paced.append(float(p["p50_ms"]))
                 detail["default_pacing"] = p
-            rows.append(_row("engine /health p50 (ms), matched load 4000/s",
-                             "wrk -t1 -c1 --latency", median(hot), median(peer_http), "lower",
-                             1.5, {"ours": hot, "peer": peer_http, **detail}))
-            rows.append(_row("engine /health p50 (ms), default pacing 200/s",
-                             "wrk -t1 -c1 --latency", median(paced), median(peer_http),
-                             "lower", None, {"ours": paced, "peer": peer_http}))
+                control.append(blocking_socket_p50(http_port, 1000, 200.0))
+            wrk = "wrk -t1 -c1 --latency"
+            rows.append(row("fidelity", "engine /health p50, matched load 4000/s", median(hot),
+                            "ms", peer=median(peer_http), target=1.5, peer_tool=wrk,
+                            raw={"ours": hot, "peer": peer_http, **detail}))
+            rows.append(row("fidelity", "engine /health p50, default pacing 200/s",
+                            median(paced), "ms", peer=median(peer_http), peer_tool=wrk,
+                            note="paced vs hot closed loop: idle wake-ups (see control)",
+                            raw={"ours": paced, "peer": peer_http}))
+            rows.append(row("fidelity", "engine /health p50, 200/s vs blocking-socket control",
+                            median(paced), "ms", peer=median(control), target=1.5,
+                            peer_tool="plain blocking socket, same 200/s pacing",
+                            raw={"ours": paced, "control": control}))
+            rows.append(row("fidelity", "  control: blocking socket p50 at 200/s vs wrk",
+                            median(control), "ms", peer=median(peer_http), peer_tool=wrk,
+                            note="no dualbus code: the idle-wakeup cost itself"))
     finally:
         http.terminate()
         http.wait(5)
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(_table(rows))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"probe_fidelity-{stamp}.json"
-    out.write_text(json.dumps({"at": stamp, "host": platform.node(),
-                               "python": platform.python_version(), "rows": rows}, indent=2))
-    print(f"\nwritten: {out}")
-    return 0
+    return rows
 
 
-def _row(metric: str, peer: str, ours: float, theirs: float, better: str,
-         target: float | None, raw: dict[str, Any]) -> dict[str, Any]:
-    ratio = ours / theirs if theirs else float("nan")
-    met = None if target is None else (ratio <= target if better == "lower"
-                                       else ratio >= target)
-    return {"metric": metric, "peer": peer, "dualbus": round(ours, 4),
-            "peer_value": round(theirs, 4), "ratio": round(ratio, 3), "better": better,
-            "target": target, "met": met, "raw": raw}
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'metric':<46} {'dualbus':>12} {'peer':>12} {'ratio':>7} {'target':>8}  peer tool"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        tgt = "-" if r["target"] is None else (("<=" if r["better"] == "lower" else ">=")
-                                                + str(r["target"]))
-        mark = "" if r["met"] is None else (" ok" if r["met"] else " MISSED")
-        lines.append(f"{r['metric']:<46} {r['dualbus']:>12,.4g} {r['peer_value']:>12,.4g} "
-                     f"{r['ratio']:>7.3f} {tgt:>8}{mark:<7} {r['peer']}")
-    return "\n".join(lines)
+def ensure_wrk() -> bool:
+    """wrk on PATH, else try `apt-get install -y wrk` when root on Debian/Ubuntu; say so."""
+    if shutil.which("wrk"):
+        return True
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("wrk not found: installing it with apt-get", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, env=env,
+                       capture_output=True)
+    if shutil.which("wrk"):
+        return True
+    print(WRK_HINT, file=sys.stderr)
+    return False

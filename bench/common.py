@@ -1,0 +1,123 @@
+"""Shared helpers for `python -m bench`: result rows, the printed table, CSV/JSON output,
+timing of a child process (wall time and its own peak RSS via wait4), machine load."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(os.environ.get("DUALBUS_BENCH_RESULTS")
+               or Path(__file__).resolve().parent / "results")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def row(group: str, metric: str, value: float | None, unit: str, *, target: float | None = None,
+        better: str = "lower", peer: float | None = None, peer_tool: str = "",
+        note: str = "", raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One figure. With ``peer`` the checked number is the ratio value/peer, else the value."""
+    ratio = (value / peer) if (value is not None and peer) else None
+    checked = ratio if peer is not None else value
+    met = None
+    if target is not None and checked is not None:
+        met = checked <= target if better == "lower" else checked >= target
+    return {"group": group, "metric": metric, "value": value, "unit": unit, "peer": peer,
+            "ratio": None if ratio is None else round(ratio, 3), "target": target,
+            "better": better, "met": met, "peer_tool": peer_tool, "note": note,
+            "raw": raw or {}}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'group':<10} {'metric':<52} {'value':>12} {'unit':<7} {'peer':>10} "
+            f"{'ratio':>7} {'target':>9}  ")
+    lines = [head, "-" * (len(head) + 6)]
+    for r in rows:
+        tgt = "-" if r["target"] is None else (("<=" if r["better"] == "lower" else ">=")
+                                                + f"{r['target']:g}")
+        mark = "" if r["met"] is None else ("ok" if r["met"] else "MISSED")
+        val = "-" if r["value"] is None else f"{r['value']:,.4g}"
+        peer = "-" if r["peer"] is None else f"{r['peer']:,.4g}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        lines.append(f"{r['group']:<10} {r['metric'][:52]:<52} {val:>12} {r['unit']:<7} "
+                     f"{peer:>10} {ratio:>7} {tgt:>9}  {mark}")
+    return "\n".join(lines)
+
+
+def write_results(name: str, rows: list[dict[str, Any]], extra: dict[str, Any]) -> list[Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    meta = {"at": stamp, "host": platform.node(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), **extra}
+    js = RESULTS / f"{name}-{stamp}.json"
+    js.write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str))
+    cs = RESULTS / f"{name}-{stamp}.csv"
+    with cs.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["group", "metric", "value", "unit", "peer", "ratio", "target", "better",
+                    "met", "peer_tool", "note"])
+        for r in rows:
+            w.writerow([r[k] for k in ("group", "metric", "value", "unit", "peer", "ratio",
+                                       "target", "better", "met", "peer_tool", "note")])
+    return [js, cs]
+
+
+def loadavg() -> float:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return float("nan")
+
+
+@dataclass
+class ChildRun:
+    returncode: int
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+    load_before: float
+    load_after: float
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout_s: float = 600) -> ChildRun:
+    """Run a command; wall time and the peak RSS of that process itself (wait4's ru_maxrss,
+    which excludes its own children, e.g. the capacity-burst consumer)."""
+    load0 = loadavg()
+    out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.time_ns()}"
+    with open(f"{out_path}.out", "w+") as out, open(f"{out_path}.err", "w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        deadline = t0 + timeout_s
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+            time.sleep(0.01)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    for suffix in (".out", ".err"):
+        Path(f"{out_path}{suffix}").unlink(missing_ok=True)
+    return ChildRun(proc.returncode, wall, usage.ru_maxrss / 1024, stdout, stderr, load0,
+                    loadavg())
+
+
+def need(tool: str, hint: str) -> bool:
+    if shutil.which(tool):
+        return True
+    print(f"note: {tool} not found — {hint}", flush=True)
+    return False

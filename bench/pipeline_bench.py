@@ -1,0 +1,212 @@
+"""`run` and `scale` benchmarks: real `dualbus run` processes against a real reference stack.
+
+* run: the shipped topology (13 engines × 100 requests, 2 buses, 4 pairs, seed scenario) on
+  free ports; wall time and the CLI process's own peak RSS (wait4), per-asset seconds from the
+  progress lines, probing seconds from the probe assets ("[probed X s]"); pipeline overhead =
+  wall − probing.
+* scale: one synthetic stack of the largest N (`StackManager` + `synthetic_topology`, 50
+  engines per host process, striped), engine e0000 with a 1 ms delay fault; topologies with
+  the first N engines (13, 100, 1,000) run in turn. Reports wall, RSS, engine-phase seconds,
+  e0000's p50 (must not drift with N), the share of engine summaries flagged invalid
+  (probe lateness), report size and chart count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from bench.common import ROOT, ChildRun, row, run_child
+from dualbus_pipeline.config import Fault, load_config
+from dualbus_pipeline.stack.manager import StackManager
+from dualbus_pipeline.stack.redis_server import free_port
+from dualbus_pipeline.stack.synthetic import synthetic_topology
+
+STEP_RE = re.compile(r"✓ (\w+)\s+([\d.]+)s\s+(.*)$")
+PROBED_RE = re.compile(r"\[probed ([\d.]+)s\]")
+PROBE_STEPS = ("bus_measurements", "engine_measurements", "pair_measurements")
+_SCRIPT = Path(sys.executable).parent / "dualbus"
+DUALBUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dualbus_pipeline.cli"]
+
+
+def parse_steps(out: str) -> tuple[dict[str, float], float]:
+    steps: dict[str, float] = {}
+    probing = 0.0
+    for line in out.splitlines():
+        m = STEP_RE.search(line)
+        if m:
+            steps[m.group(1)] = float(m.group(2))
+            p = PROBED_RE.search(m.group(3))
+            if p and m.group(1) in PROBE_STEPS:
+                probing += float(p.group(1))
+    return steps, probing
+
+
+def dualbus_run(config: Path, warehouse: Path) -> ChildRun:
+    env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1")
+    env.pop("DAGSTER_HOME", None)
+    res = run_child([*DUALBUS, "run", "--config", str(config), "--warehouse", str(warehouse)],
+                    env=env, cwd=ROOT, timeout_s=900)
+    if res.returncode != 0:
+        raise RuntimeError(f"dualbus run failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    res.steps, probing = parse_steps(res.stdout)
+    res.steps["probing"] = probing
+    return res
+
+
+def reference_config(tmp: Path) -> Path:
+    """The shipped dualbus.yaml with every port moved to a free one (so a stack on the
+    shipped ports, or a Redis on 6379, is never touched)."""
+    text = (ROOT / "dualbus.yaml").read_text()
+    text = re.sub(r"\$\{DUALBUS_REDIS_HOST:-127\.0\.0\.1\}", "127.0.0.1", text)
+    text = re.sub(r"\$\{DUALBUS_(MARKETDATA|ENGINE_LOGIC)_PORT:-\d+\}",
+                  lambda _m: str(free_port()), text)
+    text = re.sub(r"http://127\.0\.0\.1:(\d+)", lambda _m: f"http://127.0.0.1:{free_port()}",
+                  text)
+    text = re.sub(r"^warehouse: .*$", f"warehouse: {tmp / 'wh.duckdb'}", text, flags=re.M)
+    text += f"\nstack:\n  state_dir: {tmp / 'stack'}\n"
+    path = tmp / "dualbus.yaml"
+    path.write_text(text)
+    return path
+
+
+def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
+    tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-run-"))
+    config = reference_config(tmp)
+    stack = StackManager(load_config(config), tmp / "stack")
+    runs: list[ChildRun] = []
+    try:
+        status = stack.up("seed")
+        if not status.ok:
+            raise RuntimeError(f"reference stack did not come up:\n{status.table()}")
+        for _ in range(1 if quick else rounds):
+            runs.append(dualbus_run(config, tmp / "wh.duckdb"))
+    finally:
+        stack.down()
+    med = sorted(runs, key=lambda r: r.wall_s)[len(runs) // 2]
+    raw = {"rounds": [{"wall_s": round(r.wall_s, 3), "peak_rss_mb": round(r.peak_rss_mb, 1),
+                       "steps": r.steps, "load": [r.load_before, r.load_after]} for r in runs]}
+    steps = med.steps
+    overhead = med.wall_s - steps["probing"]
+    out = [
+        row("run", "dualbus run wall, reference stack (median)", round(med.wall_s, 2), "s",
+            target=8.0, raw=raw, note=f"{len(runs)} runs"),
+        row("run", "dualbus run peak RSS (max of runs)",
+            round(max(r.peak_rss_mb for r in runs), 1), "MB", target=300.0),
+        row("run", "probing (bus + engine + pair probes)", round(steps["probing"], 2), "s"),
+        row("run", "pipeline overhead = wall − probing", round(overhead, 2), "s", target=2.0),
+    ]
+    for name in ("bus_measurements", "engine_measurements", "pair_measurements", "slo_results",
+                 "trend_tables", "graded_report", "alert_dispatch"):
+        if name in steps:
+            out.append(row("run", f"  step {name}", steps[name], "s",
+                           note="first step includes Dagster job start"
+                           if name == "bus_measurements" else ""))
+    return out
+
+
+def _subset(full: Path, n: int, dest: Path) -> Path:
+    doc = yaml.safe_load(full.read_text())
+    doc["engines"] = doc["engines"][:n]
+    names = {e["name"] for e in doc["engines"]}
+    doc["pairs"] = [p for p in doc["pairs"] if p["from"] in names and p["to"] in names]
+    doc["platform"] = f"bench scale {n}"
+    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+def _scale_figures(warehouse: Path) -> dict[str, Any]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (run_id,) = con.execute("SELECT run_id FROM runs WHERE status = 'completed' "
+                                "ORDER BY started_at DESC LIMIT 1").fetchone() or (None,)
+        p50, lat99 = con.execute(
+            "SELECT p50, lateness_p99_ms FROM summaries WHERE run_id = ? AND scope = 'engine' "
+            "AND target = 'e0000'", [run_id]).fetchone() or (None, None)
+        others = con.execute(
+            "SELECT median(p50) FROM summaries WHERE run_id = ? AND scope = 'engine' "
+            "AND target <> 'e0000'", [run_id]).fetchone()
+        total, invalid = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT valid) FROM summaries "
+            "WHERE run_id = ? AND scope = 'engine'", [run_id]).fetchone() or (0, 0)
+        report = con.execute("SELECT format, length(content) FROM reports WHERE run_id = ?",
+                             [run_id]).fetchall()
+        html = con.execute("SELECT content FROM reports WHERE run_id = ? AND format = 'html'",
+                           [run_id]).fetchone()
+    finally:
+        con.close()
+    return {"run_id": run_id, "e0000_p50": p50, "e0000_lateness_p99": lat99,
+            "others_p50": others[0] if others else None, "engines": total,
+            "invalid": invalid, "report_bytes": dict(report),
+            "charts": (html[0].count("<svg") if html else 0)}
+
+
+def bench_scale(sizes: list[int]) -> list[dict[str, Any]]:
+    tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-scale-"))
+    base = load_config(reference_config(tmp))
+    biggest = max(sizes)
+    base_port = _free_block(biggest)
+    cfg = synthetic_topology(base, biggest, tmp / "stack", base_port=base_port)
+    stack = StackManager(cfg, tmp / "stack")
+    out: list[dict[str, Any]] = []
+    try:
+        status = stack.up("healthy", faults={"e0000": Fault(delay_ms=1.0)})
+        if not status.ok:
+            raise RuntimeError("synthetic stack did not come up")
+        for n in sizes:
+            topo = _subset(Path(cfg.path), n, tmp / f"topology-{n}.yaml")
+            wh = tmp / f"wh-{n}.duckdb"
+            res = dualbus_run(topo, wh)
+            fig = _scale_figures(wh)
+            share = fig["invalid"] / fig["engines"] if fig["engines"] else None
+            raw = {"steps": res.steps, "figures": fig, "load": [res.load_before,
+                                                                res.load_after]}
+            out.append(row("scale", f"N={n}: dualbus run wall", round(res.wall_s, 2), "s",
+                           target=30.0 if n >= 1000 else None, raw=raw))
+            out.append(row("scale", f"N={n}: peak RSS", round(res.peak_rss_mb, 1), "MB"))
+            out.append(row("scale", f"N={n}: engine probing", res.steps.get("probing"), "s",
+                           note="bus + engine + pair probes"))
+            out.append(row("scale", f"N={n}: e0000 (1 ms delay) p50",
+                           fig["e0000_p50"], "ms", note="must not drift with N"))
+            out.append(row("scale", f"N={n}: other engines median p50", fig["others_p50"],
+                           "ms"))
+            out.append(row("scale", f"N={n}: engine summaries invalid (lateness)",
+                           None if share is None else round(100 * share, 1), "%",
+                           note=f"{fig['invalid']}/{fig['engines']}"))
+            out.append(row("scale", f"N={n}: report html / md / json",
+                           round(fig["report_bytes"].get("html", 0) / 1024, 1), "KiB",
+                           note=f"md {fig['report_bytes'].get('md', 0) // 1024} KiB, json "
+                           f"{fig['report_bytes'].get('json', 0) // 1024} KiB, "
+                           f"{fig['charts']} charts"))
+    finally:
+        stack.down()
+    # Make the first and largest N comparable in one number.
+    p50s = [r for r in out if "e0000 (1 ms delay) p50" in r["metric"] and r["value"]]
+    if len(p50s) >= 2:
+        drift = p50s[-1]["value"] / p50s[0]["value"]
+        out.append(row("scale", f"e0000 p50 drift N={sizes[-1]} vs N={sizes[0]}",
+                       round(drift, 3), "x", target=1.2,
+                       note="ratio of the fixed-delay engine's p50"))
+    return out
+
+
+def _free_block(n: int) -> int:
+    """A base port with n consecutive free ports (bench only; racy like any free-port pick)."""
+    from dualbus_pipeline.stack.redis_server import port_is_open
+
+    for base in range(30000, 60000 - n, 1000):
+        if not any(port_is_open("127.0.0.1", p) for p in range(base, base + n)):
+            return base
+    raise RuntimeError(f"no block of {n} free ports")
+
+
+if __name__ == "__main__":
+    print(json.dumps(bench_run(1, True), indent=1, default=str))
