@@ -88,23 +88,44 @@ class ChildRun:
     steps: dict[str, float] = field(default_factory=dict)
 
 
+def _vm_hwm_mb(pid: int) -> float | None:
+    """Peak RSS of a live process so far (Linux VmHWM), in MiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
               timeout_s: float = 600) -> ChildRun:
-    """Run a command; wall time and the peak RSS of that process itself (wait4's ru_maxrss,
-    which excludes its own children, e.g. the capacity-burst consumer)."""
+    """Run a command; wall time and the peak RSS of that process itself.
+
+    Peak RSS is the process's VmHWM polled every 5 ms until it exits (the last poll is at
+    most 5 ms before the end). Not ``wait4``'s ru_maxrss: Linux carries the *parent's* high
+    water mark into a child across fork/vfork + exec, so a bench process that had grown to
+    1 GB would report every child as >= 1 GB. Children of the child (the capacity-burst
+    consumer) are not included."""
     load0 = loadavg()
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.time_ns()}"
+    peak = 0.0
     with open(f"{out_path}.out", "w+") as out, open(f"{out_path}.err", "w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         deadline = t0 + timeout_s
         while True:
+            hwm = _vm_hwm_mb(proc.pid)
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            if hwm is not None:
+                peak = max(peak, hwm)
             if time.perf_counter() > deadline:
                 proc.kill()
-            time.sleep(0.01)
+            time.sleep(0.005)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -112,8 +133,9 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
         stdout, stderr = out.read(), err.read()
     for suffix in (".out", ".err"):
         Path(f"{out_path}{suffix}").unlink(missing_ok=True)
-    return ChildRun(proc.returncode, wall, usage.ru_maxrss / 1024, stdout, stderr, load0,
-                    loadavg())
+    if not peak:  # not Linux: best effort
+        peak = usage.ru_maxrss / 1024
+    return ChildRun(proc.returncode, wall, peak, stdout, stderr, load0, loadavg())
 
 
 def need(tool: str, hint: str) -> bool:

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any
 
 import duckdb
@@ -97,26 +97,36 @@ _SAMPLE_SCHEMA = pa.schema([
     ("ok", pa.bool_()), ("status", pa.int32()), ("error", pa.string())])
 
 
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_SAMPLE_ARROW_SCHEMA = pa.schema([(f.name, _DICT if f.name in ("run_id", "target", "kind")
+                                   else f.type) for f in _SAMPLE_SCHEMA])
+
+
 def _sample_table(run_id: str, batches: Iterable[SampleBatch]) -> pa.Table:
     """All samples of some batches as one Arrow table, built column by column: the integer
     lists go to Arrow once each, latency and service times are computed in Arrow (same IEEE
     result as ``SampleBatch.latency_ms``), and the repeated strings are dictionary-encoded.
-    ~4× faster than assembling per-row Python lists (1M samples: ~0.25 s)."""
+    1M samples: build 0.36 s + DuckDB insert 0.30 s, was 1.45 s + 0.44 s with per-row
+    Python lists (bench: `python -m bench warehouse`)."""
     bs = [b for b in batches if len(b)]
     if not bs:
-        return _SAMPLE_SCHEMA.empty_table()
+        return _SAMPLE_ARROW_SCHEMA.empty_table()
 
     def flat(attr: str, typ: pa.DataType) -> pa.Array:
         return pa.array(list(chain.from_iterable(getattr(b, attr) for b in bs)), typ)
 
     def repeated(values: list[str]) -> pa.Array:
+        # Dictionary-encoded, codes made by Arrow (pa.repeat): no per-row Python objects.
         labels = list(dict.fromkeys(values))
         index = {v: k for k, v in enumerate(labels)}
-        codes = pa.array(list(chain.from_iterable(repeat(index[v], len(b))
-                                                  for v, b in zip(values, bs, strict=True))),
-                         pa.int32())
-        return pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string())) \
-            .cast(pa.string())
+        codes = pa.concat_arrays([pa.repeat(pa.scalar(index[v], pa.int32()), len(b))
+                                  for v, b in zip(values, bs, strict=True)])
+        return pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
+
+    def errors() -> pa.Array:
+        if all(e is None for b in bs for e in b.error):
+            return pa.nulls(sum(len(b) for b in bs), pa.string())
+        return flat("error", pa.string())
 
     intended = flat("intended_ns", pa.int64())
     sent = flat("sent_ns", pa.int64())
@@ -132,9 +142,9 @@ def _sample_table(run_id: str, batches: Iterable[SampleBatch]) -> pa.Table:
         pc.divide(pc.subtract(done, sent).cast(f64), 1e6),
         flat("ok", pa.bool_()),
         flat("status", pa.int32()),
-        flat("error", pa.string()),
+        errors(),
     ]
-    return pa.Table.from_arrays(cols, schema=_SAMPLE_SCHEMA)
+    return pa.Table.from_arrays(cols, schema=_SAMPLE_ARROW_SCHEMA)
 
 
 def _insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
