@@ -400,7 +400,7 @@ def test_bus_killed_mid_probe(bus_run: BusRun) -> None:
     assert status == "degraded"
     assert f"PING success {1:.1%}" not in reason
     assert reason.startswith("delivery success ")
-    assert "capacity: setup failed: refused" in reason
+    assert "capacity: setup failed: " in reason  # refused, or reset by the dying server
     delivered = one(wh, "SELECT count(*) FROM bus_samples WHERE target = 'killed' "
                         "AND kind = 'bus_delivery' AND ok")
     assert delivered < N_DELIVERY
@@ -607,9 +607,10 @@ def test_disk_full_fails_clearly_and_keeps_earlier_runs(
     assert line.startswith("dualbus: ") and "No space left on device" in line, line
     # intact: the earlier run is whole, the failed one left no sample and no verdict
     assert Warehouse(wh, lock_timeout_s=1).migrate() == []  # opens and is usable
-    runs = dict(rows(wh, "SELECT run_id, status FROM runs"))
-    assert runs.pop(str(run1)) == "completed"
-    assert all(s in ("failed", "aborted") for s in runs.values()), runs
+    runs = {r: (s, e) for r, s, e in rows(wh, "SELECT run_id, status, error FROM runs")}
+    assert runs.pop(str(run1))[0] == "completed"
+    ((status, error),) = runs.values()
+    assert status == "failed" and "No space left on device" in error, (status, error)
     for table in ("engine_samples", "bus_samples", "summaries", "targets", "slo_results"):
         assert one(wh, f"SELECT count(*) FROM {table} WHERE run_id <> ?", [run1]) == 0, table
         assert one(wh, f"SELECT count(*) FROM {table} WHERE run_id = ?", [run1]) == \
