@@ -418,7 +418,11 @@ class StackManager:
 
     def _spawn_host(self, hid: str, spec: dict[str, Any]) -> _Record:
         spec_path = self.run_dir / f"{hid}.spec.json"
-        spec_path.write_text(json.dumps(spec, indent=1))
+        # The spec holds the bus URL, password included: readable by its owner only.
+        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(spec, indent=1))
+        os.chmod(spec_path, 0o600)  # an existing file keeps its old mode through O_CREAT
         env = dict(os.environ)
         pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(

@@ -369,3 +369,11 @@ def _free_range(n: int) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError("no free port range")
+
+
+def test_engine_spec_files_are_owner_only(faulty: StackManager) -> None:
+    """Engine host specs carry the bus URL (password included): mode 0600."""
+    specs = list((faulty.state_dir / "run").glob("*.spec.json"))
+    assert specs
+    for spec in specs:
+        assert spec.stat().st_mode & 0o777 == 0o600, spec
