@@ -164,7 +164,7 @@ class ProbeSettings(_Model):
     # engines in flight at once: as many as engine_max_send_rate_per_s allows at
     # engine_rate_per_s each, at most engine_concurrency (probes/engine.py engine_slots)
     engine_concurrency: int = Field(64, ge=1, le=1024)
-    engine_max_send_rate_per_s: float = Field(5000.0, gt=0, le=100_000)
+    engine_max_send_rate_per_s: float = Field(2000.0, gt=0, le=100_000)
     engine_capacity: EngineCapacity = EngineCapacity()
     # buses (§4.1)
     bus_ping_count: int = Field(200, ge=1, le=100_000)

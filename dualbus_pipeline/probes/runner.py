@@ -5,7 +5,7 @@ each other.
   timing threads want a CPU each; two at once would measure each other.
 * Engines: as many at a time as the total send-rate budget allows
   (``engine_max_send_rate_per_s`` / ``engine_rate_per_s``, at most ``engine_concurrency``;
-  default 5,000/s ÷ 200/s = 25 in flight), all on ONE probe thread and event loop with
+  default 2,000/s ÷ 200/s = 10 in flight), all on ONE probe thread and event loop with
   microsecond timers, each in-flight engine on its own phase of a common send grid
   (engine.py), so sends never coincide and the probe never competes with itself for a CPU.
   Per-engine latency stays honest because each engine still sees exactly its own paced
