@@ -7,8 +7,9 @@ Not a test and not in CI. Starts the reference stack on free ports (2 buses, 6 e
 
 * RSS (VmRSS from /proc/self/status) and the number of threads;
 * open file descriptors (/proc/self/fd);
-* connections: `connected_clients` on each bus (INFO, from a connection opened and closed for
-  the purpose, so the figure includes it) and established TCP sockets of this process;
+* connections: clients on both buses (CLIENT LIST, not counting the connection that asks),
+  also those that are not the reference engines' own (engines name theirs
+  `dualbus-engine-<name>`), and established TCP sockets of this process;
 
 and counts missed runs: a tick whose run did not complete, or that could not start on time
 because the previous run overran. Growth is reported as (median of the last 5 samples) −
@@ -107,22 +108,30 @@ def tcp_established() -> int:
     return count
 
 
-def bus_clients(url: str) -> int:
-    """connected_clients from INFO clients (includes this very connection)."""
+def _client_list(url: str) -> list[str]:
+    """CLIENT LIST lines of a bus (raw RESP; includes this very connection)."""
     host_port = url.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=2) as s:
-        s.sendall(b"*2\r\n$4\r\nINFO\r\n$7\r\nclients\r\n")
+        s.sendall(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n")
         data = b""
-        while b"connected_clients:" not in data or not data.endswith(b"\r\n"):
+        while True:  # one bulk string: $<len>\r\n<payload>\r\n
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
-    for line in data.decode().splitlines():
-        if line.startswith("connected_clients:"):
-            return int(line.split(":")[1])
-    return -1
+            head, sep, rest = data.partition(b"\r\n")
+            if sep and len(rest) >= int(head[1:]) + 2:
+                break
+    _, _, payload = data.partition(b"\r\n")
+    return [ln for ln in payload.decode(errors="replace").splitlines() if ln.startswith("id=")]
+
+
+def bus_clients(url: str) -> tuple[int, int]:
+    """(all clients, clients that are not a reference engine's), both without our own."""
+    lines = _client_list(url)
+    others = [ln for ln in lines if " name=dualbus-engine-" not in ln]
+    return len(lines) - 1, len(others) - 1
 
 
 def _slope_per_hour(ts: list[float], ys: list[float]) -> float:
@@ -137,7 +146,8 @@ def _slope_per_hour(ts: list[float], ys: list[float]) -> float:
 def summarize(samples: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
     steady = samples[warmup:] if len(samples) > warmup + 5 else samples
     out: dict[str, Any] = {}
-    for key in ("rss_kb", "fds", "threads", "tcp_established", "bus_clients"):
+    for key in ("rss_kb", "fds", "threads", "tcp_established", "bus_clients",
+                "bus_clients_not_engines"):
         ys = [float(s[key]) for s in steady]
         ts = [float(s["t"]) for s in steady]
         early = statistics.median(ys[:5])
@@ -189,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
                 tick += skipped
                 continue
             gc.collect()
-            sample = {"tick": tick, "t": round(time.monotonic() - t0, 1), "rss_kb": rss_kb(),
-                      "fds": open_fds(), "threads": threads(),
-                      "tcp_established": tcp_established(),
-                      "bus_clients": sum(bus_clients(u) for u in bus_urls)}
+            sample: dict[str, Any] = {
+                "tick": tick, "t": round(time.monotonic() - t0, 1), "rss_kb": rss_kb(),
+                "fds": open_fds(), "threads": threads(), "tcp_established": tcp_established()}
+            counts = [bus_clients(u) for u in bus_urls]
+            sample["bus_clients"] = sum(c[0] for c in counts)
+            sample["bus_clients_not_engines"] = sum(c[1] for c in counts)
             started = time.monotonic()
             runs += 1
             ok = True
