@@ -342,7 +342,9 @@ def bus_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusRun]:
     path = make_topology(base, [{"name": "d1", "bus": "dead"}, {"name": "d2", "bus": "dead"},
                                 {"name": "k1", "bus": "killed"}],
                          buses=("dead", "killed", "restarted"), pairs=[("d1", "d2")],
-                         extra={"probe": PROBE})
+                         # 1 s: the window in which the probe retries a refused connect, so a
+                         # restart on a loaded 2-core host still lands inside it
+                         extra={"probe": {**PROBE, "bus_timeout_s": 1.0}})
     cfg = load_config(path)
     killed = cfg.topology.bus("killed")
     restarted = cfg.topology.bus("restarted")
