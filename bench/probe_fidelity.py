@@ -11,8 +11,10 @@ then measures, back to back:
   every paced request pays the wake-up of both processes. Both figures are reported: dualbus
   at its default pacing and at a matched load (4,000 req/s, close to wrk's own rate).
 
-Prints a table with ratios (dualbus / peer; latency: lower is better, target <= 1.5; capacity:
-higher is better, target >= 1.0) and writes JSON to bench/results/.
+Also a control with no dualbus code: a plain blocking socket at the same 200/s pacing, which
+isolates the idle-wakeup cost from the probe's own overhead. ``measure`` returns rows for
+``python -m bench`` (ratios dualbus / peer; latency: lower is better, target <= 1.5;
+capacity: higher is better, target >= 1.0).
 """
 
 from __future__ import annotations
