@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.burst import run_burst
@@ -40,6 +41,7 @@ PROBE_PREFIX = "dualbus:probe:"
 GROUP = "dualbus-probe"
 MAX_CONSECUTIVE_CONNECT_FAILURES = 3
 OPERATIONAL_SUCCESS = 0.99
+T = TypeVar("T")
 
 INFO_FIELDS = ("instantaneous_ops_per_sec", "connected_clients", "blocked_clients",
                "used_memory", "used_memory_rss", "maxmemory", "used_cpu_sys", "used_cpu_user",
@@ -329,14 +331,15 @@ def delivery_samples(url: str, key: str, settings: ProbeSettings,
     return f"consumer: {out.error}" if out.error else None
 
 
-def open_with_retry(url: str, timeout_s: float) -> RespConnection:
-    """Connect, retrying a refused connection for up to ``timeout_s`` (a bus that was just
-    restarted answers again within a few ms): one bounded retry window, then the error."""
+def retry_reconnect(action: Callable[[], T], timeout_s: float) -> T:
+    """Run ``action`` (which opens its own connection), retrying for up to ``timeout_s`` while
+    the bus refuses, resets or closes connections: a bus that was just restarted answers
+    again within a few ms. One bounded retry window, then the last error."""
     deadline = now_ns() + int(timeout_s * 1e9)
     while True:
         try:
-            return RespConnection.open(url, timeout_s)
-        except ConnectionRefusedError:
+            return action()
+        except (ConnectionError, EOFError):
             if now_ns() >= deadline:
                 raise
             time.sleep(0.02)
@@ -345,10 +348,14 @@ def open_with_retry(url: str, timeout_s: float) -> RespConnection:
 def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float | None, str | None]:
     """Delivered msgs/s through a consumer group in a bounded, pipelined burst."""
     n = min(settings.bus_capacity_messages, settings.max_burst_messages)
-    try:
-        with open_with_retry(url, settings.bus_timeout_s) as conn:
+
+    def setup() -> None:
+        with RespConnection.open(url, settings.bus_timeout_s) as conn:
             conn.atomic(("XGROUP", "CREATE", key, GROUP, "$", "MKSTREAM"),
                         ("EXPIRE", key, settings.key_ttl_s))
+
+    try:
+        retry_reconnect(setup, settings.bus_timeout_s)
     except Exception as exc:  # reported
         return None, f"setup failed: {connect_error_text(exc)}"
     result = run_burst(url, key, GROUP, n, settings.stream_maxlen, settings.bus_timeout_s)
@@ -357,9 +364,13 @@ def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float |
 
 def delete_keys(url: str, timeout_s: float, keys: list[str]) -> str | None:
     assert all(k.startswith(PROBE_PREFIX) for k in keys)
-    try:
-        with open_with_retry(url, timeout_s) as conn:
+
+    def delete() -> None:
+        with RespConnection.open(url, timeout_s) as conn:
             conn.call("DEL", *keys)
+
+    try:
+        retry_reconnect(delete, timeout_s)
     except Exception as exc:  # keys still expire
         return connect_error_text(exc)
     return None
