@@ -44,7 +44,7 @@ N_PING = 40
 N_DELIVERY = 60
 N_PAIR = 10
 PROBE: dict[str, Any] = {
-    "engine_requests": N_REQ, "engine_rate_per_s": 200, "engine_timeout_s": 0.3,
+    "engine_requests": N_REQ, "engine_rate_per_s": 200, "engine_timeout_s": 1.0,
     "bus_ping_count": N_PING, "bus_delivery_count": N_DELIVERY, "bus_delivery_rate_per_s": 200,
     "bus_capacity_messages": 2000, "bus_timeout_s": 0.3,
     "pair_count": N_PAIR, "pair_rate_per_s": 100, "pair_timeout_s": 0.5, "min_samples": 5,
@@ -133,7 +133,7 @@ def witness(tmp_path: Path) -> Iterator[Witness]:
 ENGINE_FAULTS: dict[str, str | dict[str, Any]] = {
     "healthy": "ok",
     "blackhole": "blackhole",
-    "slow": {"kind": "slow", "delay_s": 1.0},
+    "slow": {"kind": "slow", "delay_s": 2.5},
     "e503": "http503",
     "err25": {"kind": "error_share", "ratio": 0.25},
     "garbage": "garbage",
@@ -188,7 +188,7 @@ def test_engine_runs_are_whole_and_bounded(engine_run: EngineRun) -> None:
     assert one(wh, "SELECT count(*) FROM engine_samples") == n_engines * N_REQ
     assert one(wh, "SELECT count(DISTINCT target) FROM summaries WHERE scope = 'engine'") \
         == n_engines
-    # a 50 MB body, a black hole and a 1 s answer with a 0.3 s timeout: still bounded
+    # a 50 MB body, a black hole and a 2.5 s answer with a 1 s timeout: still bounded
     assert engine_run.seconds < 30
 
 
@@ -211,7 +211,7 @@ def test_engine_answers_past_the_timeout(engine_run: EngineRun) -> None:
     assert errors(engine_run.wh, "engine_samples", "slow") == {"timeout": N_REQ}
     # latency of a timed-out sample is the time the probe gave up, never a fake success
     lat = one(engine_run.wh, "SELECT max(latency_ms) FROM engine_samples WHERE target = 'slow'")
-    assert 250 <= lat < 1000
+    assert 950 <= lat < 2500
 
 
 def test_engine_503(engine_run: EngineRun) -> None:
@@ -250,8 +250,8 @@ def test_engine_junk_body_with_200_is_judged_by_status(engine_run: EngineRun) ->
 def test_engine_huge_body_is_capped(engine_run: EngineRun) -> None:
     status, reason = target(engine_run.wh, "engine", "huge")
     assert status == "unhealthy"
-    assert reason.startswith(f"{N_REQ}/{N_REQ} requests failed (bad response: response body "
-                             "too large ×")
+    assert reason.startswith(f"{N_REQ}/{N_REQ} requests failed (")
+    assert "bad response: response body too large ×" in reason
     # the probe stops reading at 1 MiB (probes/http.py MAX_BODY_BYTES); requests queued
     # behind a server busy pushing 50 MB bodies time out instead
     errs = errors(engine_run.wh, "engine_samples", "huge")
