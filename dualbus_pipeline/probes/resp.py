@@ -147,7 +147,8 @@ def connect_error_text(exc: BaseException) -> str:
     if isinstance(exc, ConnectionResetError | BrokenPipeError):
         return "connection reset"
     if isinstance(exc, NoReplyError):
-        return f"{exc} (a TLS-only port? use rediss://)"
+        # Seen both on a TLS-only port spoken to in plain text and on a bus going down.
+        return f"{exc} (bus going down, or a TLS-only port? then use rediss://)"
     if isinstance(exc, EOFError):
         return "connection closed"
     if isinstance(exc, AuthError) or (isinstance(exc, RespError) and is_auth_error(str(exc))):

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger("dualbus.stack.engine")
 
 PROBE_TYPE = b"dualbus.probe"
+MAX_BUS_CONNECTIONS = 4
 READ_BLOCK_MS = 1000
 READ_COUNT = 100
 BACKOFF_START_S = 0.05
@@ -140,10 +141,13 @@ class EngineRuntime:
 
     def _client(self) -> aioredis.Redis:
         # Named so an operator (and the MONITOR safety test) can tell engine from probe traffic.
-        return aioredis.Redis.from_url(
-            self.spec.bus_url, socket_connect_timeout=2.0,
-            socket_timeout=READ_BLOCK_MS / 1000 + 5.0, health_check_interval=0,
-            client_name=f"dualbus-engine-{self.spec.name}")
+        # A bounded, blocking pool: handlers of one XREADGROUP batch run concurrently, and an
+        # unbounded pool grew to the largest batch (the soak saw bus clients climb 8 → 21).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.spec.bus_url, max_connections=MAX_BUS_CONNECTIONS, timeout=5.0,
+            socket_connect_timeout=2.0, socket_timeout=READ_BLOCK_MS / 1000 + 5.0,
+            health_check_interval=0, client_name=f"dualbus-engine-{self.spec.name}")
+        return aioredis.Redis.from_pool(pool)
 
     async def ensure_group(self, client: aioredis.Redis) -> None:
         try:

@@ -173,7 +173,8 @@ def test_tls_with_ca_verification_runs_every_probe(tls_bus: TlsBus) -> None:
     ("wrong_ca", "tls: certificate verification failed"),
     ("no_ca", "tls: certificate verification failed"),
     ("tls_to_plain_port", "tls handshake timed out (is TLS enabled on that port?"),
-    ("plain_to_tls_port", "before any reply (a TLS-only port? use rediss://)"),
+    ("plain_to_tls_port", "before any reply (bus going down, or a TLS-only port? then use "
+                          "rediss://)"),
 ])
 def test_tls_mismatches_fail_clearly_in_bounded_time(tls_bus: TlsBus, case: str,
                                                      expected: str) -> None:
