@@ -267,6 +267,20 @@ class Baseline(_Model):
     runs: int = Field(5, ge=1, le=1000)
 
 
+class Scoring(_Model):
+    """Overall result thresholds on the weighted score (0-100, Keptn-style; docs/slos.md)."""
+
+    pass_score: float = Field(90.0, ge=0, le=100)
+    warning_score: float = Field(75.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> Scoring:
+        if self.warning_score > self.pass_score:
+            raise ValueError(f"warning_score={self.warning_score} must not exceed "
+                             f"pass_score={self.pass_score}")
+        return self
+
+
 class Topology(_Model):
     platform: str = Field(min_length=1)
     buses: list[Bus] = Field(min_length=1)
@@ -278,6 +292,7 @@ class Topology(_Model):
     alerts: list[AlertSink] = []
     alerting: Alerting = Alerting()
     baseline: Baseline = Baseline()
+    scoring: Scoring = Scoring()
     warehouse: str = "warehouse/dualbus.duckdb"
     stack: StackSettings = StackSettings()
 

@@ -172,7 +172,9 @@ def slo_results(context: AssetExecutionContext, topology: TopologyResource,
         with wh.transaction() as con:
             n_samples = store_measurements(con, run_id, buses, engines, pairs)
             evaluation = evaluate_run(con, run_id, slos,
-                                      baseline_runs=cfg.topology.baseline.runs)
+                                      baseline_runs=cfg.topology.baseline.runs,
+                                      pass_score=cfg.topology.scoring.pass_score,
+                                      warning_score=cfg.topology.scoring.warning_score)
             complete_run(con, run_id, settings=cfg.topology.probe.model_dump(mode="json"),
                          overall=evaluation.overall)
     overall = evaluation.overall

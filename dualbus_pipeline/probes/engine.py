@@ -158,6 +158,7 @@ class _Prober:
         self.timeout_ns = int(settings.engine_timeout_s * 1e9)
         self.intended = [0] * n
         self.sent = [0] * n
+        self.dispatched = [0] * n
         self.done = [0] * n
         self.ok = [False] * n
         self.status = [0] * n
@@ -186,6 +187,7 @@ class _Prober:
 
     # --- one sample -------------------------------------------------------------------------
     def dispatch(self, i: int) -> None:
+        self.dispatched[i] = now_ns()
         self.timers[i] = self.loop.call_at(
             self.loop.time() + (self.intended[i] + self.timeout_ns - now_ns()) / 1e9,
             self.on_timeout, i)
@@ -321,7 +323,8 @@ class _Prober:
         self.close_all()
         batch = SampleBatch(target=self.engine.name, kind="engine_http",
                             intended_ns=self.intended, sent_ns=self.sent, done_ns=self.done,
-                            ok=self.ok, status=self.status, error=self.error)
+                            ok=self.ok, status=self.status, error=self.error,
+                            dispatch_ns=self.dispatched)
         return batch
 
     async def warm_up(self, conn: HttpConnection) -> None:

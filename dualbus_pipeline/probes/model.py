@@ -43,6 +43,11 @@ class SampleBatch:
     ok: list[bool] = field(default_factory=list)
     status: list[int] = field(default_factory=list)
     error: list[str | None] = field(default_factory=list)
+    # When the probe's timer fired for each sample, if it differs from ``sent_ns``: a request
+    # that waits for a free connection (the target is slow) is sent later than it was
+    # dispatched, and that wait belongs to the target's latency, not to the probe's lateness.
+    # Empty = the probe sends when it dispatches (lateness = sent − intended).
+    dispatch_ns: list[int] = field(default_factory=list)
 
     def add(self, intended_ns: int, sent_ns: int, done_ns: int, ok: bool, status: int = 0,
             error: str | None = None) -> None:

@@ -9,7 +9,8 @@ sample count travels with every summary.
 Validity (a summary the numbers make untrustworthy is flagged, never silently used):
 
 * too few samples: ``count < min_samples``;
-* probe lateness: the probe's own scheduling lateness (actual − intended send time) is
+* probe lateness: the probe's own scheduling lateness (when its timer fired − intended send
+  time; waiting for a connection to a slow target is the target's latency, not lateness) is
   comparable to the latency it measured at the same point of the distribution — lateness p50
   above ``LATENESS_P50_FRACTION`` (25 %) of the latency p50, or lateness p99 above
   ``LATENESS_FRACTION`` (50 %) of the latency p99. Latency runs from the intended send time,
@@ -71,7 +72,8 @@ def summarize(batch: SampleBatch, intended_rate_per_s: float | None,
     ok_n = sum(1 for o in batch.ok if o)
     lat = sorted(x for x, o in zip(batch.latency_ms(), batch.ok, strict=True) if o)
     svc = sorted(x for x, o in zip(batch.service_ms(), batch.ok, strict=True) if o)
-    late = sorted((s - i) / 1e6 for i, s in zip(batch.intended_ns, batch.sent_ns, strict=True))
+    fired = batch.dispatch_ns if len(batch.dispatch_ns) == count else batch.sent_ns
+    late = sorted((s - i) / 1e6 for i, s in zip(batch.intended_ns, fired, strict=True))
 
     def pct(values: Sequence[float], q: float) -> float | None:
         return percentile(values, q) if values else None

@@ -191,3 +191,35 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     assert first and first[0] == 1
     assert wh.migrate() == []
     assert _count(tmp_path / "w.duckdb", "SELECT count(*) FROM schema_migrations") == len(first)
+
+
+def test_scoring_thresholds_from_the_config_decide_the_result(
+        foreign: StackManager, tmp_path: Path) -> None:
+    """The same measurements, two pass thresholds: the stored result follows the config."""
+    import yaml
+
+    doc = yaml.safe_load(Path(_config(foreign)).read_text())
+    doc["scoring"] = {"pass_score": 0, "warning_score": 0}
+    lenient = Path(_config(foreign)).with_name("lenient.yaml")
+    lenient.write_text(yaml.safe_dump(doc))
+    wh = tmp_path / "wh.duckdb"
+    # a key SLO (availability 3/4 < 90 %) fails whatever the thresholds: prove the threshold
+    # path with a custom SLO dir holding only a non-key, always-missed warning SLO
+    slo_dir = tmp_path / "slo"
+    slo_dir.mkdir()
+    (slo_dir / "one.yaml").write_text(
+        "version: dualbus/v1\nslos:\n  - name: impossible\n    scope: engine\n"
+        "    indicator: engine.latency_ms\n    aggregate: p50\n"
+        "    objective: {op: '<', value: 0.000001}\n    severity: warning\n")
+    for config in (_config(foreign), str(lenient)):
+        assert main(["run", "--config", config, "--warehouse", str(wh), "--slo",
+                     str(slo_dir), "--quiet"]) == 0
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        rows = con.execute("SELECT overall_score, overall_result FROM runs "
+                           "ORDER BY started_at").fetchall()
+    finally:
+        con.close()
+    # score 50 (every target misses a warning SLO: half a point each) in both runs
+    assert [r[0] for r in rows] == [50.0, 50.0]
+    assert [r[1] for r in rows] == ["fail", "pass"]  # < warning 75 by default; ≥ pass 0

@@ -101,6 +101,8 @@ def test_shipped_config_is_the_seed_platform() -> None:
     ("engines.0.stream", _DELETE, "engines[0].stream: required key is missing"),
     ("probe", {"engine_rate_per_s": 9000}, "probe: engine_rate_per_s=9000.0 exceeds the "
      "safety cap max_rate_per_s=5000.0; raise the cap deliberately"),
+    ("scoring", {"pass_score": 70, "warning_score": 80}, "scoring: warning_score=80.0 must "
+     "not exceed pass_score=70.0"),
     ("schedule", "every minute", "schedule: must be a 5-field cron expression like "
      "'*/15 * * * *' (got 'every minute')"),
 ])

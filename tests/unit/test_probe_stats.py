@@ -93,3 +93,23 @@ def test_rate_far_below_intended_is_invalid() -> None:
 def test_all_failed_is_a_valid_zero_success_without_latency() -> None:
     s = summarize(batch([1.0] * 30, ok=[False] * 30), None, min_samples=20)
     assert s.valid and s.success_ratio == 0.0 and s.p50 is None and s.mean is None
+
+
+def test_waiting_for_a_connection_is_the_targets_latency_not_probe_lateness() -> None:
+    """A slow target makes requests wait for a free connection: sent late, dispatched on time.
+    That wait stays in the latency and must not be mistaken for the probe falling behind."""
+    b = SampleBatch(target="t", kind="engine_http")
+    for i in range(100):
+        intended = i * 5 * MS
+        sent = intended + int(0.4 * MS)  # waited 0.4 ms for a connection
+        b.add(intended, sent, sent + int(0.3 * MS), True)
+        b.dispatch_ns.append(intended + 5_000)  # the timer fired 5 µs late
+    s = summarize(b, 200.0, min_samples=20)
+    assert s.valid, s.invalid_reason
+    assert s.p50 == 0.7 and s.lateness_p99_ms == 0.005
+    late = SampleBatch(target="t", kind="engine_http", dispatch_ns=[])
+    for i in range(100):
+        intended = i * 5 * MS
+        late.add(intended, intended + int(0.4 * MS), intended + int(0.7 * MS), True)
+        late.dispatch_ns.append(intended + int(0.4 * MS))  # the probe itself was late
+    assert not summarize(late, 200.0, min_samples=20).valid
