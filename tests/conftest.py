@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis servers on free ports (never fakeredis)."""
+"""Shared fixtures: real Redis servers on free ports (never an in-memory stand-in)."""
 
 from __future__ import annotations
 
