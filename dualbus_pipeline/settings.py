@@ -1,0 +1,154 @@
+"""The tunable sections of ``dualbus.yaml``: probe settings and safety caps, reference-stack
+faults, alert sinks and alerting, baselines and scoring (frozen pydantic models).
+
+The platform itself (buses, engines, pairs) and loading live in config.py, which re-exports
+everything here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = r"^[a-z0-9_]+$"
+Name = Annotated[str, Field(pattern=NAME_RE, min_length=1, max_length=64)]
+Severity = Literal["warning", "error"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EngineCapacity(_Model):
+    enabled: bool = False
+    connections: int = Field(4, ge=1, le=64)
+    duration_s: float = Field(1.0, gt=0, le=30)
+
+
+class ProbeSettings(_Model):
+    """Counts, rates, timeouts and safety caps. Defaults are safe for a production bus."""
+
+    # engines (§4.2)
+    engine_requests: int = Field(100, ge=1, le=100_000)
+    engine_rate_per_s: float = Field(200.0, gt=0)
+    engine_timeout_s: float = Field(1.0, gt=0, le=60)
+    # engines in flight at once: as many as engine_max_send_rate_per_s allows at
+    # engine_rate_per_s each, at most engine_concurrency (probes/engine.py engine_slots)
+    engine_concurrency: int = Field(64, ge=1, le=1024)
+    engine_max_send_rate_per_s: float = Field(2000.0, gt=0, le=100_000)
+    engine_capacity: EngineCapacity = EngineCapacity()
+    # buses (§4.1)
+    bus_ping_count: int = Field(200, ge=1, le=100_000)
+    bus_delivery_count: int = Field(500, ge=1, le=100_000)
+    bus_delivery_rate_per_s: float = Field(1000.0, gt=0)
+    bus_capacity_messages: int = Field(20_000, ge=0, le=1_000_000)
+    bus_timeout_s: float = Field(1.0, gt=0, le=60)
+    # pairs (§4.3)
+    pair_count: int = Field(50, ge=1, le=100_000)
+    pair_rate_per_s: float = Field(100.0, gt=0)
+    pair_timeout_s: float = Field(1.0, gt=0, le=60)
+    # safety caps: no paced rate may exceed max_rate_per_s; probe keys expire after key_ttl_s
+    max_rate_per_s: float = Field(5000.0, gt=0, le=100_000)
+    max_burst_messages: int = Field(200_000, ge=0, le=10_000_000)
+    key_ttl_s: int = Field(600, ge=10, le=86_400)
+    stream_maxlen: int = Field(250_000, ge=1000, le=10_000_000)
+    # summaries with fewer samples than this are flagged invalid ("no data" for SLOs)
+    min_samples: int = Field(20, ge=1, le=100_000)
+    # at most this many connections per engine while requests are in flight (open loop)
+    engine_max_connections: int = Field(32, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _caps(self) -> ProbeSettings:
+        for name in ("engine_rate_per_s", "bus_delivery_rate_per_s", "pair_rate_per_s"):
+            if getattr(self, name) > self.max_rate_per_s:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} exceeds the safety cap "
+                    f"max_rate_per_s={self.max_rate_per_s}; raise the cap deliberately"
+                )
+        if self.bus_capacity_messages > self.max_burst_messages:
+            raise ValueError(
+                f"bus_capacity_messages={self.bus_capacity_messages} exceeds the safety cap "
+                f"max_burst_messages={self.max_burst_messages}"
+            )
+        return self
+
+
+class Fault(_Model):
+    """A fault injected into one reference-stack engine (§9)."""
+
+    down: bool = False
+    unhealthy: bool = False
+    delay_ms: float = Field(0.0, ge=0, le=60_000)
+    error_ratio: float = Field(0.0, ge=0, le=1)
+    probe_protocol: bool = True
+
+
+class StackSettings(_Model):
+    faults: dict[Name, Fault] = {}
+    state_dir: str | None = None
+    # Engines per host process; 1 (default) makes every engine killable on its own.
+    engines_per_host: int = Field(1, ge=1, le=500)
+
+
+class AlertSink(_Model):
+    url: str = Field(min_length=3)
+    min_severity: Severity = "warning"
+    slos: list[str] | None = None
+    targets: list[str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError("must be an Apprise URL like json://host:port/path or slack://...")
+        return v
+
+    @property
+    def safe_url(self) -> str:
+        """Password, query values and token-like path parts masked (alerts.notify)."""
+        from dualbus_pipeline.alerts.notify import safe_sink_url
+
+        return safe_sink_url(self.url)
+
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+
+
+def parse_duration_s(text: str) -> float:
+    m = _DURATION_RE.match(text.strip())
+    if not m:
+        raise ValueError("must be a duration like 30s, 15m, 4h or 7d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+class Alerting(_Model):
+    remind_every: str = "4h"
+    for_runs: int = Field(1, ge=1, le=100)
+    outbox_expiry: str = "24h"
+    deadman: bool = True
+
+    @field_validator("remind_every", "outbox_expiry")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration_s(v)
+        return v
+
+
+class Baseline(_Model):
+    runs: int = Field(5, ge=1, le=1000)
+
+
+class Scoring(_Model):
+    """Overall result thresholds on the weighted score (0-100, Keptn-style; docs/slos.md)."""
+
+    pass_score: float = Field(90.0, ge=0, le=100)
+    warning_score: float = Field(75.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> Scoring:
+        if self.warning_score > self.pass_score:
+            raise ValueError(f"warning_score={self.warning_score} must not exceed "
+                             f"pass_score={self.pass_score}")
+        return self
