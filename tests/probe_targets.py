@@ -1,6 +1,6 @@
 """Probe targets with known behaviour: HTTP health servers, a silent listener, a §4.3 responder.
 
-Everything here is real: an aiohttp server on a free port in a background thread (with a
+Everything here is real: an aiohttp server on a free port in its own process (with a
 precise blocking delay so "2 ms" means 2 ms), a listening socket that accepts connections
 into the kernel backlog and never answers, and a minimal probe-protocol responder reading
 engine streams through consumer groups on a real Redis.
@@ -11,17 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
+import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
 from aiohttp import web
 
 from dualbus_pipeline.stack.redis_server import free_port
+
+_REPO = Path(__file__).resolve().parent.parent
 
 
 def _precise_slack() -> None:
@@ -41,74 +49,79 @@ class Behaviour:
 
 
 class HealthServer:
-    """aiohttp /health on 127.0.0.1:<free port>, in its own thread and loop."""
+    """aiohttp /health on 127.0.0.1:<free port>, in its own process.
+
+    Its own process, not a thread of the test process: a server thread shares the probe's GIL,
+    and a 2 ms blocking delay then measured as 3-10 ms depending on thread switching.
+    """
 
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def _health(self, request: web.Request) -> web.StreamResponse:
-        b = self.behaviour
-        k = b.requests
-        b.requests += 1
-        if b.delay_ms >= 10:
-            await asyncio.sleep(b.delay_ms / 1000)  # long: concurrent requests overlap
-        elif b.delay_ms:
-            time.sleep(b.delay_ms / 1000)  # short: blocking, asyncio timers are ms-coarse
-        # Deterministic error share: request k fails when floor((k+1)*s) > floor(k*s).
-        failing = int((k + 1) * b.error_share) > int(k * b.error_share)
-        status = b.error_status if failing else b.status_code
-        payload = b'{"status": "%s"}' % (b.body_status or "").encode() if b.body_status \
-            else b"ok"
-        if b.chunked:
-            resp = web.StreamResponse(status=status)
-            resp.enable_chunked_encoding()
-            resp.content_type = "application/json"
-            await resp.prepare(request)
-            await resp.write(payload[:5])
-            await resp.write(payload[5:])
-            await resp.write_eof()
-            return resp
-        return web.Response(status=status, body=payload, content_type="application/json")
-
-    def _run(self) -> None:
-        _precise_slack()
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        app = web.Application()
-        app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
-        await site.start()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
     def start(self) -> HealthServer:
-        self._thread.start()
-        if not self._ready.wait(10):
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.probe_targets", json.dumps(asdict(self.behaviour)),
+             str(self.port)], cwd=_REPO, stdout=subprocess.PIPE)
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != b"ready":
+            self.stop()
             raise RuntimeError("health server did not start")
         return self
 
     def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+async def _health_handler(b: Behaviour, request: web.Request) -> web.StreamResponse:
+    k = b.requests
+    b.requests += 1
+    if b.delay_ms >= 10:
+        await asyncio.sleep(b.delay_ms / 1000)  # long: concurrent requests overlap
+    elif b.delay_ms:
+        time.sleep(b.delay_ms / 1000)  # short: blocking, asyncio timers are ms-coarse
+    # Deterministic error share: request k fails when floor((k+1)*s) > floor(k*s).
+    failing = int((k + 1) * b.error_share) > int(k * b.error_share)
+    status = b.error_status if failing else b.status_code
+    payload = b'{"status": "%s"}' % (b.body_status or "").encode() if b.body_status \
+        else b"ok"
+    if b.chunked:
+        resp = web.StreamResponse(status=status)
+        resp.enable_chunked_encoding()
+        resp.content_type = "application/json"
+        await resp.prepare(request)
+        await resp.write(payload[:5])
+        await resp.write(payload[5:])
+        await resp.write_eof()
+        return resp
+    return web.Response(status=status, body=payload, content_type="application/json")
+
+
+async def _serve_health(b: Behaviour, port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/health", functools.partial(_health_handler, b))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await runner.cleanup()
 
 
 @contextlib.contextmanager
@@ -139,7 +152,12 @@ def closed_port() -> int:
 
 @dataclass
 class Responder:
-    """A minimal §4.3 engine: consumes its stream in a group, forwards or replies, XACKs."""
+    """A minimal §4.3 engine: consumes its stream in a group, forwards or replies, XACKs.
+
+    Runs in its own process (like HealthServer): a responder thread would share the GIL with
+    the probe it answers, and its hop delays would measure thread switching. ``handled`` is
+    filled in by ``stop()``.
+    """
 
     url: str
     stream: str
@@ -147,51 +165,82 @@ class Responder:
     name: str
     delay_ms: float = 0.0
     handled: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Responder:
         r = redis.Redis.from_url(self.url)
         with contextlib.suppress(redis.ResponseError):
             r.xgroup_create(self.stream, self.group, id="$", mkstream=True)
         r.close()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        spec = {"url": self.url, "stream": self.stream, "group": self.group, "name": self.name,
+                "delay_ms": self.delay_ms}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.probe_targets", "responder", json.dumps(spec)],
+            cwd=_REPO, stdout=subprocess.PIPE)
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != b"ready":
+            self.stop()
+            raise RuntimeError(f"responder {self.name} did not start")
         return self
 
-    def _run(self) -> None:
-        _precise_slack()
-        r = redis.Redis.from_url(self.url, socket_timeout=2)
-        try:
-            while not self._stop.is_set():
-                try:
-                    resp = r.xreadgroup(self.group, self.name, {self.stream: ">"}, count=100,
-                                        block=50)
-                except (redis.ConnectionError, redis.TimeoutError):
-                    time.sleep(0.05)
-                    continue
-                for _stream, entries in resp or []:
-                    for mid, fields in entries:
-                        self._handle(r, fields)
-                        r.xack(self.stream, self.group, mid)
-        finally:
-            r.close()
-
-    def _handle(self, r: redis.Redis, fields: dict[bytes, bytes]) -> None:
-        if fields.get(b"message_type") != b"dualbus.probe":
-            return
-        if self.delay_ms:
-            time.sleep(self.delay_ms / 1000)
-        forward_to = fields.get(b"forward_to")
-        if forward_to:
-            r.xadd(forward_to, {k: v for k, v in fields.items() if k != b"forward_to"})
-        else:
-            r.xadd(fields[b"reply_to"], {b"correlation_id": fields[b"correlation_id"],
-                                         b"sent_ns": fields[b"sent_ns"],
-                                         b"replied_by": self.name.encode()})
-        self.handled += 1
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        for line in out.decode().splitlines():
+            if line.startswith("handled "):
+                self.handled = int(line.split()[1])
+
+
+def _respond(spec: dict[str, Any]) -> None:
+    """The responder process: python -m tests.probe_targets responder JSON."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stream, group, name = spec["stream"], spec["group"], spec["name"]
+    delay_ms = float(spec["delay_ms"])
+    handled = 0
+    r = redis.Redis.from_url(spec["url"], socket_timeout=2)
+    print("ready", flush=True)
+    try:
+        while not stop.is_set():
+            try:
+                resp = r.xreadgroup(group, name, {stream: ">"}, count=100, block=50)
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.05)
+                continue
+            for _stream, entries in resp or []:
+                for mid, fields in entries:
+                    if fields.get(b"message_type") == b"dualbus.probe":
+                        if delay_ms:
+                            time.sleep(delay_ms / 1000)
+                        forward_to = fields.get(b"forward_to")
+                        if forward_to:
+                            r.xadd(forward_to,
+                                   {k: v for k, v in fields.items() if k != b"forward_to"})
+                        else:
+                            r.xadd(fields[b"reply_to"],
+                                   {b"correlation_id": fields[b"correlation_id"],
+                                    b"sent_ns": fields[b"sent_ns"],
+                                    b"replied_by": name.encode()})
+                        handled += 1
+                    r.xack(stream, group, mid)
+    finally:
+        r.close()
+        print(f"handled {handled}", flush=True)
+
+
+if __name__ == "__main__":
+    # python -m tests.probe_targets BEHAVIOUR_JSON PORT      (a health server)
+    # python -m tests.probe_targets responder SPEC_JSON      (a §4.3 responder)
+    _precise_slack()
+    if sys.argv[1] == "responder":
+        _respond(json.loads(sys.argv[2]))
+    else:
+        asyncio.run(_serve_health(Behaviour(**json.loads(sys.argv[1])), int(sys.argv[2])))

@@ -40,6 +40,6 @@ def test_probe_json_and_table(tmp_path: Path, redis_server: RedisProcess,
     e = doc["engines"][0]
     assert e["status"] == "unhealthy" or e["status"] == "degraded"
     assert e["success_ratio"] == pytest.approx(0.75, abs=0.03)
-    assert 2.0 <= e["latency_ms"]["p50"] <= 3.0
+    assert 2.0 <= e["latency_ms"]["p50"] <= 4.0  # 2 ms injected + the loopback path
     assert "ENGINE" in table and "BUS" not in table
     assert not (tmp_path / "never.duckdb").exists()

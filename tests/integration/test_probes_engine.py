@@ -25,11 +25,20 @@ def probe(url: str, settings: ProbeSettings = FAST) -> EngineResult:
 
 
 def test_delay_of_2ms_is_recovered() -> None:
-    with health_server(delay_ms=2.0) as srv:
-        r = probe(srv.url)
+    """The injected delay shows up as the difference from the same server without it.
+
+    An absolute bound does not hold across machines: the loopback path of an idle aiohttp
+    server here is 0.5-0.9 ms (process wake-ups), and time.sleep(0.002) takes 2.1-2.2 ms. 100/s:
+    at 400/s a 2 ms blocking handler is ~90 % busy and the probe would measure its queue.
+    """
+    paced = FAST.model_copy(update={"engine_rate_per_s": 100})
+    with health_server() as fast, health_server(delay_ms=2.0) as slow:
+        base = probe(fast.url, paced)
+        r = probe(slow.url, paced)
     s = r.summary
     assert r.status == "operational", r.status_reason
-    assert s.p50 is not None and 2.0 <= s.p50 <= 3.0, s
+    assert s.p50 is not None and base.summary.p50 is not None
+    assert 1.9 <= s.p50 - base.summary.p50 <= 2.8, (s, base.summary)
     assert s.count == 100 and s.ok == 100 and s.valid
     assert s.service_p50 is not None and s.service_p50 <= s.p50
     assert len(r.samples) == 100 and r.body_statuses == {"healthy": 100}

@@ -51,8 +51,11 @@ def test_round_trip_through_both_engines(redis_server: RedisProcess,
     assert res.status == "operational", res.status_reason
     assert (res.from_, res.to, res.bus) == ("alpha", "beta", "logic")
     assert res.summary.count == 40 and res.summary.ok == 40
-    assert [r.handled for r in responders] == [40, 40]  # A forwarded, B replied
     r = redis.Redis.from_url(redis_server.url)
+    assert r.xlen("beta-stream") == 40  # A forwarded every probe to B
+    for stream in ("alpha-stream", "beta-stream"):  # both consumed and acknowledged all
+        (group,) = r.xinfo_groups(stream)
+        assert group["pending"] == 0 and group["entries-read"] == 40
     assert list(r.scan_iter(match="dualbus:probe:*")) == []
     # protocol messages are the only writes to engine streams
     entries = r.xrange("alpha-stream")
@@ -70,10 +73,13 @@ def test_slow_hop_is_measured(redis_server: RedisProcess) -> None:
     b = Responder(redis_server.url, "beta-stream", "beta-group", "beta").start()
     try:
         topo = topology(redis_server.url)
-        res = asyncio.run(probe_pair(topo.pairs[0], topo, topo.probe, "run8"))
+        # 3 ms per hop at 50/s (20 ms apart): the hop never queues behind the previous one
+        slow = topo.probe.model_copy(update={"pair_rate_per_s": 50})
+        res = asyncio.run(probe_pair(topo.pairs[0], topo, slow, "run8"))
     finally:
         a.stop()
         b.stop()
+    assert a.handled == 40 and b.handled == 40  # A forwarded, B replied
     assert res.summary.p50 is not None and 3.0 <= res.summary.p50 <= 6.0, res.summary
 
 
