@@ -51,6 +51,8 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
     summary = DispatchSummary()
     with wh.transaction() as con:
         current = store.load_alerts(con)
+        changed: list[store.AlertRow] = []
+        events: list[store.AlertEvent] = []
         for row in store.run_verdicts(con, run_id):
             v = Verdict.from_row(row)
             prev = current.get((v.slo, v.target))
@@ -58,12 +60,11 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
                 continue  # this run already advanced this alert (asset re-materialized)
             step = advance(prev, v, run_id=run_id, now=now, policy=policy)
             if step.alert is not None:
-                store.save_alert(con, step.alert)
+                changed.append(step.alert)
             if step.transition is not None:
-                store.add_event(con, at=now, run_id=run_id, slo=v.slo, target=v.target,
-                                transition=step.transition,
-                                detail=f"value {v.value!r}, objective {v.objective_text}, "
-                                f"grade {v.grade or '-'}")
+                events.append(store.AlertEvent(
+                    now, run_id, v.slo, v.target, step.transition,
+                    f"value {v.value!r}, objective {v.objective_text}, grade {v.grade or '-'}"))
             if step.notify is not None and step.alert is not None:
                 facts = AlertFacts(slo=v.slo, target=v.target, severity=v.severity,
                                    value=v.value, objective_text=v.objective_text,
@@ -78,6 +79,9 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
                     summary.reminded += 1
                 else:
                     summary.resolved += 1
+        # One statement each, whatever the number of targets (1,000 engines: thousands of rows).
+        store.save_alerts(con, changed)
+        store.add_events(con, events)
     delivery = deliver_pending(wh, topology, now=now)
     summary.delivered = delivery.delivered
     summary.pending = delivery.pending

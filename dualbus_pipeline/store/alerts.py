@@ -8,11 +8,15 @@ change and the notifications it causes commit together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+
+from dualbus_pipeline.store.bulk import insert_arrow
 
 ACTIVE_OUTBOX = "delivered_at IS NULL AND expired_at IS NULL"
 
@@ -37,6 +41,22 @@ class AlertRow:
 _ALERT_COLS = ("slo", "target", "state", "severity", "consecutive_breaches", "first_breach_run",
                "last_run", "fired_at", "resolved_at", "last_notified_at", "value",
                "objective_text", "grade")
+_TS = pa.timestamp("us", tz="UTC")
+_ALERT_TYPES = {"consecutive_breaches": pa.int32(), "fired_at": _TS, "resolved_at": _TS,
+                "last_notified_at": _TS, "value": pa.float64()}
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    event_at: datetime
+    run_id: str | None
+    slo: str
+    target: str
+    transition: str
+    detail: str | None = None
+
+
+_EVENT_COLS = ("event_at", "run_id", "slo", "target", "transition", "detail")
 
 
 @dataclass(frozen=True)
@@ -88,18 +108,29 @@ def load_alert(con: duckdb.DuckDBPyConnection, slo: str, target: str) -> AlertRo
     return None if r is None else AlertRow(*r)
 
 
+def save_alerts(con: duckdb.DuckDBPyConnection, rows: Sequence[AlertRow]) -> None:
+    """Upsert alert rows (keyed on (slo, target)) in one statement."""
+    insert_arrow(con, "alerts", _columns(rows, _ALERT_COLS, _ALERT_TYPES), replace=True)
+
+
 def save_alert(con: duckdb.DuckDBPyConnection, a: AlertRow) -> None:
-    cols = ", ".join(_ALERT_COLS)
-    marks = ", ".join("?" for _ in _ALERT_COLS)
-    con.execute("DELETE FROM alerts WHERE slo = ? AND target = ?", [a.slo, a.target])
-    con.execute(f"INSERT INTO alerts ({cols}) VALUES ({marks})",
-                [getattr(a, c) for c in _ALERT_COLS])
+    save_alerts(con, [a])
+
+
+def add_events(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> None:
+    """Append transition events in one statement."""
+    insert_arrow(con, "alert_events", _columns(events, _EVENT_COLS, {"event_at": _TS}))
 
 
 def add_event(con: duckdb.DuckDBPyConnection, *, at: datetime, run_id: str | None, slo: str,
               target: str, transition: str, detail: str | None = None) -> None:
-    con.execute("INSERT INTO alert_events (event_at, run_id, slo, target, transition, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [at, run_id, slo, target, transition, detail])
+    add_events(con, [AlertEvent(at, run_id, slo, target, transition, detail)])
+
+
+def _columns(rows: Sequence[Any], cols: tuple[str, ...],
+             types: dict[str, pa.DataType]) -> pa.Table:
+    return pa.table({c: pa.array([getattr(r, c) for r in rows], type=types.get(c, pa.string()))
+                     for c in cols})
 
 
 def enqueue(con: duckdb.DuckDBPyConnection, *, at: datetime, run_id: str | None,

@@ -27,6 +27,7 @@ from dualbus_pipeline.probes.model import (
     SampleBatch,
     Summary,
 )
+from dualbus_pipeline.store.bulk import insert_arrow
 from dualbus_pipeline.store.warehouse import Warehouse
 
 SAMPLE_COLUMNS = ("run_id", "target", "kind", "seq", "intended_ns", "sent_ns", "done_ns",
@@ -147,19 +148,6 @@ def _sample_table(run_id: str, batches: Iterable[SampleBatch]) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=_SAMPLE_ARROW_SCHEMA)
 
 
-def _insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
-    # `table` is always one of our own literal table names, never user input.
-    assert table.isidentifier()
-    if data.num_rows == 0:
-        return
-    con.register("_dualbus_load", data)
-    try:
-        cols = ", ".join(data.column_names)
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _dualbus_load")
-    finally:
-        con.unregister("_dualbus_load")
-
-
 def _summary_row(run_id: str, scope: str, target: str, metric: str,
                  s: Summary) -> dict[str, Any]:
     return {"run_id": run_id, "scope": scope, "target": target, "metric": metric,
@@ -188,7 +176,7 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
         "pair_samples": _sample_table(run_id, (p.samples for p in pairs)),
     }
     for name, data in tables.items():
-        _insert_arrow(con, name, data)
+        insert_arrow(con, name, data)
 
     targets: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
@@ -214,20 +202,20 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
                         "detail": json.dumps({"from": p.from_, "to": p.to, "bus": p.bus})})
         summaries.append(_summary_row(run_id, "pair", key, "roundtrip", p.summary))
     if targets:
-        _insert_arrow(con, "targets", pa.Table.from_pylist(targets, schema=_TARGETS_SCHEMA))
+        insert_arrow(con, "targets", pa.Table.from_pylist(targets, schema=_TARGETS_SCHEMA))
     if summaries:
-        _insert_arrow(con, "summaries",
+        insert_arrow(con, "summaries",
                       pa.Table.from_pylist(summaries, schema=_SUMMARIES_SCHEMA))
     info_rows = [{"run_id": run_id, "bus": b.name, "metric": k, "value": float(v)}
                  for b in buses for k, v in sorted(b.info.items())]
     if info_rows:
-        _insert_arrow(con, "bus_info", _rows_table(info_rows))
+        insert_arrow(con, "bus_info", _rows_table(info_rows))
     stream_rows = [{"run_id": run_id, "bus": b.name, "engine": s.engine, "stream": s.stream,
                     "grp": s.group, "present": s.exists, "length": s.length, "lag": s.lag,
                     "pending": s.pending, "consumers": s.consumers, "error": s.error}
                    for b in buses for s in b.streams]
     if stream_rows:
-        _insert_arrow(con, "stream_stats", pa.Table.from_pylist(stream_rows,
+        insert_arrow(con, "stream_stats", pa.Table.from_pylist(stream_rows,
                                                                 schema=_STREAMS_SCHEMA))
     return sum(t.num_rows for t in tables.values())
 
