@@ -33,7 +33,12 @@ log = logging.getLogger("dualbus.stack.engine")
 
 PROBE_TYPE = b"dualbus.probe"
 MAX_BUS_CONNECTIONS = 4
-READ_BLOCK_MS = 1000
+# An idle consumer wakes once per block. Engines of one host start together, and with one
+# fixed block they stayed in step: 1,000 engines meant 1,000 XREADGROUP timeouts landing in
+# the same few milliseconds every second (run queue 26 on 2 cores, 20-120 ms stalls of the
+# probe measuring them). A longer block, drawn afresh each time, spreads them out.
+READ_BLOCK_MS = 5000
+READ_BLOCK_JITTER = 0.5  # each block is READ_BLOCK_MS × uniform(1 - j, 1 + j)
 READ_COUNT = 100
 BACKOFF_START_S = 0.05
 BACKOFF_MAX_S = 2.0
@@ -97,6 +102,10 @@ async def precise_sleep(seconds: float) -> None:
         await asyncio.sleep(0)
 
 
+def _block_ms() -> int:
+    return int(READ_BLOCK_MS * random.uniform(1 - READ_BLOCK_JITTER, 1 + READ_BLOCK_JITTER))
+
+
 class EngineRuntime:
     """One engine: health handler + probe-protocol consumer, with its faults."""
 
@@ -145,7 +154,8 @@ class EngineRuntime:
         # unbounded pool grew to the largest batch (the soak saw bus clients climb 8 → 21).
         pool = aioredis.BlockingConnectionPool.from_url(
             self.spec.bus_url, max_connections=MAX_BUS_CONNECTIONS, timeout=5.0,
-            socket_connect_timeout=2.0, socket_timeout=READ_BLOCK_MS / 1000 + 5.0,
+            socket_connect_timeout=2.0,
+            socket_timeout=READ_BLOCK_MS * (1 + READ_BLOCK_JITTER) / 1000 + 5.0,
             health_check_interval=0, client_name=f"dualbus-engine-{self.spec.name}")
         return aioredis.Redis.from_pool(pool)
 
@@ -190,7 +200,7 @@ class EngineRuntime:
                 while True:
                     resp = await client.xreadgroup(
                         self.spec.group, self.consumer, {self.spec.stream: ">"},
-                        count=READ_COUNT, block=READ_BLOCK_MS)
+                        count=READ_COUNT, block=_block_ms())
                     for _stream, entries in resp or []:
                         await self._handle_batch(client, entries)
             except ResponseError as exc:
