@@ -7,6 +7,7 @@ error-severity SLO is breached); 2 bad input (YAML, fields, arguments), nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -82,5 +83,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `dualbus` console script: ``main``, then a prompt exit.
+
+    After a run the process holds ~200,000 objects (Dagster's definitions and instance);
+    tearing the interpreter down frees them one by one: 0.6 s measured here, longer than some
+    pipeline steps. Nothing needs it: stdio is flushed, atexit handlers run (logging,
+    temporary directories), every file and connection the run opened is closed, and the probe
+    process has been reaped. So the process ends with ``os._exit``. ``main`` itself returns
+    normally (tests and embedders call it).
+    """
+    code = main()
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -11,12 +11,14 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dualbus_pipeline import progress
 from dualbus_pipeline.errors import PipelineError
+from dualbus_pipeline.lowpriority import run_at_low_priority
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -39,48 +41,74 @@ class RunOutcome:
 
 def execute(config: str | None, slo: str | None, warehouse: str | None, *,
             quiet: bool = False) -> RunOutcome:
-    """Validate inputs, check the warehouse is usable, then materialize the whole graph."""
+    """Validate inputs, check the warehouse is usable, then materialize the whole graph.
+
+    The probes run in a child process opened first (probes/session.py): it imports while the
+    inputs are validated, starts measuring once they are, and Dagster starts meanwhile in a
+    background thread at the lowest CPU priority (lowpriority.py), so the framework's start-up
+    takes only CPU time the measurement leaves idle.
+    """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    from dagster import DagsterInstance
+    from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
 
-    from dualbus_pipeline.config import load_config
-    from dualbus_pipeline.defs.build import JOB_NAME, build_definitions
-    from dualbus_pipeline.store import Warehouse
+    with ProbeSession() as session:
+        from dualbus_pipeline.config import load_config
+        from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
+        from dualbus_pipeline.store import Warehouse
 
-    cfg = load_config(config)  # bad input → exit 2 before anything is touched
-    defs = build_definitions(cfg.path, slo, warehouse)
-    wh = Warehouse(cfg.warehouse_path(warehouse))
-    wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
+        cfg = load_config(config)  # bad input → exit 2 before anything is touched
+        load_slo_dir(resolve_slo_dir(slo or os.environ.get("DUALBUS_SLO_DIR") or None, cfg))
+        wh = Warehouse(cfg.warehouse_path(warehouse))
+        wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
 
-    started = time.perf_counter()
-    last = [started]
-
-    def show(step: str, message: str) -> None:
-        now = time.perf_counter()
+        run_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        session.start(cfg.topology, run_id)
         if not quiet:
-            print(f"  ✓ {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
-        last[0] = now
+            print(f"dualbus: running {cfg.topology.platform!r} "
+                  f"({len(cfg.topology.buses)} buses, {len(cfg.topology.engines)} engines, "
+                  f"{len(cfg.topology.pairs)} pairs) → {wh.path}", flush=True)
+        job = run_at_low_priority(lambda: _start_dagster(str(cfg.path), slo, warehouse))
+        from dagster import DagsterInstance
 
-    job = defs.resolve_job_def(JOB_NAME)
-    ephemeral = not os.environ.get("DAGSTER_HOME")
-    instance = DagsterInstance.ephemeral() if ephemeral else DagsterInstance.get()
-    if not quiet:
-        print(f"dualbus: running {cfg.topology.platform!r} "
-              f"({len(cfg.topology.buses)} buses, {len(cfg.topology.engines)} engines, "
-              f"{len(cfg.topology.pairs)} pairs) → {wh.path}", flush=True)
-    try:
-        with progress.listening(show):
-            result = job.execute_in_process(
-                instance=instance, raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
-    finally:
-        if ephemeral:
-            instance.dispose()
+        # In this thread: the instance's in-memory SQLite may only be used by its creator.
+        ephemeral = not os.environ.get("DAGSTER_HOME")
+        instance = DagsterInstance.ephemeral() if ephemeral else DagsterInstance.get()
+        last = [started]
+
+        def show(step: str, message: str) -> None:
+            now = time.perf_counter()
+            if not quiet:
+                print(f"  ✓ {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
+            last[0] = now
+
+        try:
+            with progress.listening(show), opened_for_run(session):
+                result = job.execute_in_process(
+                    instance=instance, raise_on_error=False, run_id=run_id,
+                    run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+        finally:
+            if ephemeral:
+                instance.dispose()
     if not result.success:
         raise PipelineError(_failure_line(result))
     report = wh.reports_dir / result.run_id / "report.html"
     return RunOutcome(run_id=result.run_id, warehouse=wh.path, report_html=report,
                       seconds=time.perf_counter() - started)
+
+
+def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> Any:
+    """Import Dagster and its instance storage, build the definitions and resolve the job;
+    warm the imports the assets make, so none of it lands between the probes and the report."""
+    import dagster._core.storage.event_log
+    import dagster._core.storage.runs  # noqa: F401 - the instance's storage (SQLAlchemy)
+
+    from dualbus_pipeline.defs.assets import warm_imports
+    from dualbus_pipeline.defs.build import JOB_NAME, build_definitions
+
+    defs = build_definitions(config, slo, warehouse)
+    warm_imports()
+    return defs.resolve_job_def(JOB_NAME)
 
 
 def _failure_line(result: Any) -> str:

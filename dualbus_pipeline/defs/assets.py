@@ -2,9 +2,7 @@
 graded_report → alert_dispatch. Each asset body is a few calls into the pure packages."""
 
 
-import asyncio
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -30,6 +28,7 @@ from dualbus_pipeline.defs.resources import (
     WarehouseResource,
 )
 from dualbus_pipeline.probes.model import BusResult, EngineResult, PairResult
+from dualbus_pipeline.probes.session import Phase, measure
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store.runs import begin_run, fail_run
 from dualbus_pipeline.yamlsrc import mask_secrets
@@ -72,6 +71,13 @@ def _start(context: AssetExecutionContext, topology: TopologyResource,
     return cfg, wh
 
 
+def _measure(cfg: LoadedConfig, run_id: str, phase: Phase) -> tuple[list[Any], float]:
+    """One probe phase, measured in a child process (probes/session.py): the one `dualbus run`
+    opened before Dagster started, else one of the asset's own."""
+    got = measure(cfg.topology, run_id, phase)
+    return got.results, got.seconds
+
+
 def _num(v: float | None) -> float:
     return float("nan") if v is None else round(float(v), 4)
 
@@ -81,14 +87,10 @@ def _num(v: float | None) -> float:
        "latency over Redis Streams, a bounded capacity burst, and passive INFO/XINFO health.")
 def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
                      buses: BusesResource, warehouse: WarehouseResource) -> Output[list[BusResult]]:
-    from dualbus_pipeline.probes.runner import probe_buses
-
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
         assert [b.name for b in buses.buses()] == [b.name for b in cfg.topology.buses]
-        t0 = time.perf_counter()
-        result = asyncio.run(probe_buses(cfg.topology, context.run.run_id))
-        probed = time.perf_counter() - t0
+        result, probed = _measure(cfg, context.run.run_id, "buses")
     meta: dict[str, Any] = {"probe_seconds": round(probed, 3)}
     for b in result:
         meta[f"{b.name}_status"] = b.status
@@ -106,14 +108,10 @@ def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
 def engine_measurements(context: AssetExecutionContext, topology: TopologyResource,
                         engines: EnginesResource,
                         warehouse: WarehouseResource) -> Output[list[EngineResult]]:
-    from dualbus_pipeline.probes.runner import probe_engines
-
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
         assert len(engines.engines()) == len(cfg.topology.engines)
-        t0 = time.perf_counter()
-        result = asyncio.run(probe_engines(cfg.topology))
-        probed = time.perf_counter() - t0
+        result, probed = _measure(cfg, context.run.run_id, "engines")
     operational = sum(1 for e in result if e.status == "operational")
     meta: dict[str, Any] = {
         "engines_total": len(result),
@@ -133,13 +131,9 @@ def engine_measurements(context: AssetExecutionContext, topology: TopologyResour
        "(product.md §4.3): probe → A's stream → B's stream → reply.")
 def pair_measurements(context: AssetExecutionContext, topology: TopologyResource,
                       warehouse: WarehouseResource) -> Output[list[PairResult]]:
-    from dualbus_pipeline.probes.runner import probe_pairs
-
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
-        t0 = time.perf_counter()
-        result = asyncio.run(probe_pairs(cfg.topology, context.run.run_id))
-        probed = time.perf_counter() - t0
+        result, probed = _measure(cfg, context.run.run_id, "pairs")
     meta: dict[str, Any] = {"probe_seconds": round(probed, 3)}
     for p in result[:50]:  # capped like engines: the UI plots each key
         meta[f"{p.from_}_to_{p.to}_p99_ms"] = _num(p.summary.p99)
@@ -242,6 +236,16 @@ def alert_dispatch(context: AssetExecutionContext, topology: TopologyResource,
     meta = {k: v for k, v in vars(summary).items() if isinstance(v, int | float | str)}
     progress.emit("alert_dispatch", ", ".join(f"{k} {v}" for k, v in meta.items()))
     return MaterializeResult(metadata=meta)
+
+
+def warm_imports() -> None:
+    """Import what the assets import lazily (the CLI calls this while the probes measure)."""
+    import dualbus_pipeline.alerts
+    import dualbus_pipeline.alerts.notify
+    import dualbus_pipeline.report.pipeline
+    import dualbus_pipeline.slospec.evaluate
+    import dualbus_pipeline.store.runs
+    import dualbus_pipeline.store.trends  # noqa: F401
 
 
 ALL_ASSETS = [bus_measurements, engine_measurements, pair_measurements, slo_results,

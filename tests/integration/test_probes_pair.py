@@ -24,12 +24,14 @@ SETTINGS = ProbeSettings(pair_count=40, pair_rate_per_s=200, pair_timeout_s=0.5,
 
 def topology(bus_url: str, engine_urls: dict[str, str] | None = None) -> Topology:
     urls = engine_urls or {}
+    closed = closed_port()
     return Topology.model_validate({
         "platform": "T",
         "buses": [{"name": "logic", "url": bus_url}],
-        "engines": [{"name": n, "url": urls.get(n, f"http://127.0.0.1:{closed_port()}"),
+        # distinct closed ports: two free-port picks with nothing listening can coincide
+        "engines": [{"name": n, "url": urls.get(n, f"http://127.0.0.1:{closed + i}"),
                      "bus": "logic", "stream": f"{n}-stream", "group": f"{n}-group"}
-                    for n in ("alpha", "beta")],
+                    for i, n in enumerate(("alpha", "beta"))],
         "pairs": [{"from": "alpha", "to": "beta"}],
         "probe": SETTINGS.model_dump(),
     })
