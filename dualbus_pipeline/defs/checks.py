@@ -29,7 +29,7 @@ from dagster import (
 )
 
 from dualbus_pipeline.slospec.model import Slo
-from dualbus_pipeline.store.slo_queries import count_results, read_results
+from dualbus_pipeline.store.slo_queries import results_by_slo
 
 SLO_RESULTS = AssetKey("slo_results")
 
@@ -66,11 +66,10 @@ def make_slo_checks(slos: Sequence[Slo],
     def slo_checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
         wh = getattr(context.resources, warehouse_resource_key).warehouse()
         with wh.connect() as con:
-            evaluated = count_results(con, context.run.run_id) > 0
-            rows = {key: read_results(con, context.run.run_id, by_key[key].name)
-                    for key in context.selected_asset_check_keys}
-        for key, results in rows.items():
-            yield check_result(by_key[key], key, results, evaluated)
+            stored = results_by_slo(con, context.run.run_id)
+        for key in context.selected_asset_check_keys:
+            yield check_result(by_key[key], key, stored.get(by_key[key].name, []),
+                               evaluated=bool(stored))
 
     return [slo_checks]
 

@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from dualbus_pipeline.slospec.catalogue import PERCENTILES, SYSTEM_TARGET, Indicator
+from dualbus_pipeline.store.bulk import insert_arrow
 
 Connection = duckdb.DuckDBPyConnection  # so slospec/ can type its argument without duckdb
 
@@ -221,14 +222,9 @@ def write_results(con: duckdb.DuckDBPyConnection, run_id: str,
     con.execute("DELETE FROM slo_results WHERE run_id = ?", [run_id])
     if not rows:
         return
-    data = pa.Table.from_pylist([{c: r.get(c) for c in _RESULT_NAMES} for r in rows],
-                                schema=_RESULT_SCHEMA)
-    con.register("_dualbus_slo_results", data)
-    try:
-        cols = ", ".join(_RESULT_NAMES)
-        con.execute(f"INSERT INTO slo_results ({cols}) SELECT {cols} FROM _dualbus_slo_results")
-    finally:
-        con.unregister("_dualbus_slo_results")
+    insert_arrow(con, "slo_results",
+                 pa.Table.from_pylist([{c: r.get(c) for c in _RESULT_NAMES} for r in rows],
+                                      schema=_RESULT_SCHEMA))
 
 
 def read_results(con: duckdb.DuckDBPyConnection, run_id: str,
@@ -244,6 +240,10 @@ def read_results(con: duckdb.DuckDBPyConnection, run_id: str,
     return [dict(zip(_RESULT_NAMES, r, strict=True)) for r in cur.fetchall()]
 
 
-def count_results(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
-    row = con.execute("SELECT count(*) FROM slo_results WHERE run_id = ?", [run_id]).fetchone()
-    return int(row[0]) if row else 0
+def results_by_slo(con: duckdb.DuckDBPyConnection,
+                   run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The run's SLO results grouped by SLO name (one query for every SLO's check)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in read_results(con, run_id):
+        out.setdefault(row["slo"], []).append(row)
+    return out
