@@ -305,13 +305,21 @@ class StackManager:
         engines = [e for e in self.topology.engines
                    if self._manages_engine(e) and not faults.get(e.name, Fault()).down]
         out: dict[str, dict[str, Any]] = {}
-        # Engines are striped over the host processes (engine i on host i mod H), not packed
-        # in blocks: a probe walks engines in order, so neighbours in the list are in flight
-        # together and should not all queue in one host's event loop.
-        hosts = -(-len(engines) // per_host)  # ceil
-        for k in range(hosts):
-            group = engines[k::hosts]
-            hid = f"engine-{group[0].name}" if per_host == 1 else f"host-{k:03d}"
+        # An engine with a fault gets a process of its own: a slow engine's delay (a precise
+        # spin) or an error storm must not slow the healthy engines that share its event loop;
+        # a measured neighbour would drift with the number of engines per host.
+        alone = [e for e in engines if faults.get(e.name, Fault()) != Fault()] \
+            if per_host > 1 else []
+        shared = [e for e in engines if e not in alone]
+        groups = [[e] for e in alone]
+        # The others are striped over the host processes (engine i on host i mod H), not
+        # packed in blocks: a probe walks engines in order, so neighbours in the list are in
+        # flight together and should not all queue in one host's event loop.
+        hosts = -(-len(shared) // per_host)  # ceil
+        groups += [shared[k::hosts] for k in range(hosts)]
+        for k, group in enumerate(groups):
+            hid = f"engine-{group[0].name}" if len(group) == 1 and (
+                per_host == 1 or group[0] in alone) else f"host-{k:03d}"
             out[hid] = {
                 "host_id": hid,
                 "stream_maxlen": STREAM_MAXLEN,

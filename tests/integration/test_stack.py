@@ -24,6 +24,7 @@ from dualbus_pipeline.errors import StackError
 from dualbus_pipeline.stack import procs
 from dualbus_pipeline.stack.manager import StackManager
 from dualbus_pipeline.stack.redis_server import port_is_open
+from dualbus_pipeline.stack.synthetic import synthetic_topology
 from tests.stack_fixtures import StackFactory, make_topology
 
 PROBE_TIMEOUT_S = 2.0
@@ -333,6 +334,25 @@ def test_cli_synthetic_engines_status_and_down(
     assert all(refused(p) for p in range(base_port, base_port + 5))
     assert main(["stack", "status", "--config", str(base)]) == 0
     assert "0/2 components up" in capsys.readouterr().out
+
+
+def test_a_faulted_engine_gets_a_process_of_its_own(tmp_path: Path) -> None:
+    """With several engines per process, a slow engine must not share an event loop with
+    healthy ones (its delay would become theirs): it runs alone, and can be killed alone."""
+    base_port = _free_range(5)
+    synth = synthetic_topology(load_config(make_topology(tmp_path, ["alpha"])), 5,
+                               tmp_path / "stack", base_port=base_port, engines_per_host=3)
+    manager = StackManager(synth, tmp_path / "stack")
+    try:
+        assert manager.up("healthy", faults={"e0001": Fault(delay_ms=20)}).ok
+        pids = {c.name: c.pid for c in manager.status().engines}
+        others = {n: pid for n, pid in pids.items() if n != "e0001"}
+        assert pids["e0001"] not in others.values()
+        assert len(set(others.values())) == 2  # 4 healthy engines striped over 2 processes
+        manager.kill("e0001")
+        assert refused(base_port + 1) and not refused(base_port)
+    finally:
+        manager.down()
 
 
 def test_cli_error_is_one_line_exit_1(tmp_path: Path,
