@@ -13,12 +13,13 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dualbus_pipeline import progress
 from dualbus_pipeline.errors import PipelineError
-from dualbus_pipeline.lowpriority import run_at_low_priority
+from dualbus_pipeline.lowpriority import IdleWorker
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -44,16 +45,19 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     """Validate inputs, check the warehouse is usable, then materialize the whole graph.
 
     The probes run in a child process opened first (probes/session.py): it imports while the
-    inputs are validated, starts measuring once they are, and Dagster starts meanwhile in a
-    background thread at the lowest CPU priority (lowpriority.py), so the framework's start-up
-    takes only CPU time the measurement leaves idle.
+    inputs are validated and starts measuring once they are. Meanwhile Dagster is imported
+    and the definitions and instance are built in an idle-priority thread (lowpriority.py),
+    on CPU time the measurement leaves unused. The job itself starts when the measurement is
+    over: nothing of Dagster runs at normal priority while the probes time.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
 
-    with ProbeSession() as session:
+    # First thing: the probe process imports (~0.4 s) while this one imports and validates.
+    with ProbeSession() as session, IdleWorker() as idle:
         from dualbus_pipeline.config import load_config
         from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
+        from dualbus_pipeline.snapshot import begin_run_record
         from dualbus_pipeline.store import Warehouse
 
         cfg = load_config(config)  # bad input → exit 2 before anything is touched
@@ -62,18 +66,18 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
         wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
 
         run_id = str(uuid.uuid4())
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), datetime.now(UTC)
         session.start(cfg.topology, run_id)
+        recorded = idle.submit(lambda: begin_run_record(wh, run_id, cfg, started_at=started_at))
         if not quiet:
             print(f"dualbus: running {cfg.topology.platform!r} "
                   f"({len(cfg.topology.buses)} buses, {len(cfg.topology.engines)} engines, "
                   f"{len(cfg.topology.pairs)} pairs) → {wh.path}", flush=True)
-        job = run_at_low_priority(lambda: _start_dagster(str(cfg.path), slo, warehouse))
-        from dagster import DagsterInstance
-
-        # In this thread: the instance's in-memory SQLite may only be used by its creator.
-        ephemeral = not os.environ.get("DAGSTER_HOME")
-        instance = DagsterInstance.ephemeral() if ephemeral else DagsterInstance.get()
+        dagster = idle.submit(lambda: _start_dagster(str(cfg.path), slo, warehouse))
+        session.wait()
+        idle.restore()  # the measurement is over: finish start-up at normal priority if we may
+        recorded.result()
+        job, instance, ephemeral = dagster.result()
         last = [started]
 
         def show(step: str, message: str) -> None:
@@ -83,13 +87,13 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
             last[0] = now
 
         try:
-            with progress.listening(show), opened_for_run(session):
+            with progress.listening(show), opened_for_run(session), wh.held():
                 result = job.execute_in_process(
                     instance=instance, raise_on_error=False, run_id=run_id,
                     run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
         finally:
-            if ephemeral:
-                instance.dispose()
+            if ephemeral:  # where it was created: its in-memory SQLite belongs to that thread
+                idle.submit(instance.dispose).result()
     if not result.success:
         raise PipelineError(_failure_line(result))
     report = wh.reports_dir / result.run_id / "report.html"
@@ -97,18 +101,22 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
                       seconds=time.perf_counter() - started)
 
 
-def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> Any:
-    """Import Dagster and its instance storage, build the definitions and resolve the job;
-    warm the imports the assets make, so none of it lands between the probes and the report."""
-    import dagster._core.storage.event_log
-    import dagster._core.storage.runs  # noqa: F401 - the instance's storage (SQLAlchemy)
+def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> tuple[Any, Any, bool]:
+    """Import Dagster, build the definitions, resolve the job and create the instance; warm
+    the imports the run makes, so none of it lands between the probes and the report."""
+    from dagster import DagsterInstance
 
     from dualbus_pipeline.defs.assets import warm_imports
-    from dualbus_pipeline.defs.build import JOB_NAME, build_definitions
+    from dualbus_pipeline.defs.build import JOB_NAME, build_definitions, resolve_templates_dir
+    from dualbus_pipeline.report.render import preload_templates
 
     defs = build_definitions(config, slo, warehouse)
+    preload_templates(resolve_templates_dir())
+    job = defs.resolve_job_def(JOB_NAME)
+    ephemeral = not os.environ.get("DAGSTER_HOME")
+    instance = DagsterInstance.ephemeral() if ephemeral else DagsterInstance.get()
     warm_imports()
-    return defs.resolve_job_def(JOB_NAME)
+    return job, instance, ephemeral
 
 
 def _failure_line(result: Any) -> str:

@@ -2,7 +2,6 @@
 graded_report → alert_dispatch. Each asset body is a few calls into the pure packages."""
 
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -29,25 +28,13 @@ from dualbus_pipeline.defs.resources import (
 )
 from dualbus_pipeline.probes.model import BusResult, EngineResult, PairResult
 from dualbus_pipeline.probes.session import Phase, measure
+from dualbus_pipeline.snapshot import begin_run_record
 from dualbus_pipeline.store import Warehouse
-from dualbus_pipeline.store.runs import begin_run, fail_run
-from dualbus_pipeline.yamlsrc import mask_secrets
+from dualbus_pipeline.store.runs import fail_run
 
 PROBES = "probes"
 WAREHOUSE = "warehouse"
 REPORTING = "reporting"
-
-
-def topology_snapshot(cfg: LoadedConfig) -> dict[str, Any]:
-    """The topology as stored with each run: secrets masked. Alert sink URLs carry tokens in
-    their path and query, not only a password, so they get the alert module's masking."""
-    from dualbus_pipeline.alerts.notify import safe_sink_url
-
-    data = cfg.topology.model_dump(mode="json", by_alias=True)
-    for sink in data.get("alerts") or []:
-        sink["url"] = safe_sink_url(sink["url"])
-    text = mask_secrets(json.dumps(data))
-    return dict(json.loads(text))
 
 
 @contextmanager
@@ -65,9 +52,7 @@ def _start(context: AssetExecutionContext, topology: TopologyResource,
            warehouse: WarehouseResource) -> tuple[LoadedConfig, Warehouse]:
     cfg = topology.loaded()
     wh = warehouse.warehouse()
-    begin_run(wh, context.run.run_id, cfg.topology.platform, config_path=str(cfg.path),
-              topology=topology_snapshot(cfg),
-              settings=cfg.topology.probe.model_dump(mode="json"))
+    begin_run_record(wh, context.run.run_id, cfg)  # once per run (`dualbus run` did it first)
     return cfg, wh
 
 

@@ -22,6 +22,10 @@ from dualbus_pipeline.defs.resources import (
 JOB_NAME = "dualbus_run"
 
 
+def resolve_templates_dir(templates_dir: str | Path | None = None) -> Path:
+    return Path(templates_dir or os.environ.get("DUALBUS_TEMPLATES") or shipped_dir("templates"))
+
+
 def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path | None = None,
                       warehouse: str | Path | None = None,
                       templates_dir: str | Path | None = None) -> Definitions:
@@ -37,7 +41,7 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
                                cfg)
     slos = load_slo_dir(slo_path)
     wh_path = cfg.warehouse_path(warehouse or os.environ.get("DUALBUS_WAREHOUSE") or None)
-    tpl = Path(templates_dir or os.environ.get("DUALBUS_TEMPLATES") or shipped_dir("templates"))
+    tpl = resolve_templates_dir(templates_dir)
     config_file = str(cfg.path)
 
     job = define_asset_job(JOB_NAME, selection=AssetSelection.all(),

@@ -126,6 +126,12 @@ class ProbeSession:
             raise ProbeError(f"{phase} probes failed: {got.error}")
         return got
 
+    def wait(self) -> None:
+        """Block until every phase was delivered or the child is gone (errors are raised by
+        ``result()``, for the phase they belong to)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._eof or all(p in self._done for p in self.phases))
+
     def close(self) -> None:
         """Stop the child if it is still running (SIGTERM: its probes clean up) and reap it."""
         proc = self._proc

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,23 @@ def _bytecode_cache(html: bool) -> BytecodeCache | None:
 
 
 def _environment(templates_dir: Path, *, html: bool) -> Environment:
+    """One environment per templates directory and flavour for the life of the process: its
+    compiled templates are reused (Jinja still checks each file's mtime, so an edited
+    template is recompiled)."""
+    return _cached_environment(str(Path(templates_dir).resolve()), html)
+
+
+def preload_templates(templates_dir: Path) -> None:
+    """Compile every template now (`dualbus run` does this while its probes measure)."""
+    for html in (False, True):
+        env = _environment(templates_dir, html=html)
+        for name in env.list_templates():
+            if name.endswith((".html.j2", ".css.j2") if html else ".md.j2"):
+                env.get_template(name)
+
+
+@lru_cache(maxsize=8)
+def _cached_environment(templates_dir: str, html: bool) -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(templates_dir)),
         bytecode_cache=_bytecode_cache(html),

@@ -38,20 +38,28 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+_begun: set[tuple[str, str]] = set()
+
+
 def begin_run(wh: Warehouse, run_id: str, platform: str, *, config_path: str | None = None,
               topology: dict[str, Any] | None = None,
-              settings: dict[str, Any] | None = None) -> None:
-    """Record that a run started (idempotent), and mark runs whose writer died as aborted."""
+              settings: dict[str, Any] | None = None,
+              started_at: datetime | None = None) -> None:
+    """Record that a run started (idempotent; once per process and run costs one
+    transaction), and mark runs whose writer died as aborted."""
+    key = (str(wh.path), run_id)
+    if key in _begun:
+        return
     with wh.transaction() as con:
         _mark_dead_runs_aborted(con)
         exists = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if exists:
-            return
-        con.execute(
-            "INSERT INTO runs (run_id, platform, started_at, status, pid, config_path, "
-            "topology, settings) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-            [run_id, platform, now_utc(), os.getpid(), config_path,
-             json.dumps(topology or {}), json.dumps(settings or {})])
+        if not exists:
+            con.execute(
+                "INSERT INTO runs (run_id, platform, started_at, status, pid, config_path, "
+                "topology, settings) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                [run_id, platform, started_at or now_utc(), os.getpid(), config_path,
+                 json.dumps(topology or {}), json.dumps(settings or {})])
+    _begun.add(key)
 
 
 def _mark_dead_runs_aborted(con: duckdb.DuckDBPyConnection) -> None:

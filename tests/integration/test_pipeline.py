@@ -124,10 +124,10 @@ def test_sigkill_mid_run_leaves_no_partial_rows(foreign: StackManager, tmp_path:
                              str(slow), "--warehouse", str(wh)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    for line in proc.stdout:  # kill while the engines are being probed
-        if "bus_measurements" in line:
+    for line in proc.stdout:  # probing starts with this line; the engines take 4 s
+        if line.startswith("dualbus: running"):
             break
-    time.sleep(0.5)
+    time.sleep(2.5)  # the buses take ~1.5 s: kill while the engines are being probed
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
