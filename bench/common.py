@@ -86,18 +86,47 @@ class ChildRun:
     load_before: float
     load_after: float
     steps: dict[str, float] = field(default_factory=dict)
+    tree_peak_rss_mb: float = 0.0  # the process and its children together, polled
 
 
-def _vm_hwm_mb(pid: int) -> float | None:
-    """Peak RSS of a live process so far (Linux VmHWM), in MiB."""
+def _status_mb(pid: int, key: str) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants right now (Linux), MiB."""
+    return sum(_status_mb(p, "VmRSS:") or 0.0 for p in [pid, *_descendants(pid)])
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    """Peak RSS of a live process so far (Linux VmHWM), in MiB."""
+    return _status_mb(pid, "VmHWM:")
 
 
 def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -116,8 +145,10 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         deadline = t0 + timeout_s
+        tree = 0.0
         while True:
             hwm = _vm_hwm_mb(proc.pid)
+            tree = max(tree, tree_rss_mb(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -135,7 +166,8 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
         Path(f"{out_path}{suffix}").unlink(missing_ok=True)
     if not peak:  # not Linux: best effort
         peak = usage.ru_maxrss / 1024
-    return ChildRun(proc.returncode, wall, peak, stdout, stderr, load0, loadavg())
+    return ChildRun(proc.returncode, wall, peak, stdout, stderr, load0, loadavg(),
+                    tree_peak_rss_mb=max(tree, peak))
 
 
 def need(tool: str, hint: str) -> bool:

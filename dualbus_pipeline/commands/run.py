@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,11 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     """Validate inputs, check the warehouse is usable, then materialize the whole graph.
 
     The probes run in a child process opened first (probes/session.py): it imports while the
-    inputs are validated and starts measuring once they are. Meanwhile Dagster is imported
-    and the definitions and instance are built in an idle-priority thread (lowpriority.py),
-    on CPU time the measurement leaves unused. The job itself starts when the measurement is
-    over: nothing of Dagster runs at normal priority while the probes time.
+    inputs are validated and starts measuring once they are. Dagster is imported and the
+    definitions and instance are built in an idle-priority thread (lowpriority.py) while the
+    buses are probed; the engine and pair phases wait for it to finish. The job itself starts
+    when the measurement is over: nothing of Dagster runs at normal priority while the probes
+    time. DUALBUS_STARTUP=serial starts Dagster before any probe instead.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
@@ -66,14 +68,23 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
         wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
 
         run_id = str(uuid.uuid4())
+        start_dagster = partial(_start_dagster, str(cfg.path), slo, warehouse)
+        startup = os.environ.get("DUALBUS_STARTUP", "hold")  # docs/configuration.md
+        dagster = idle.submit(start_dagster) if startup == "serial" else None
+        if dagster is not None:
+            dagster.result()
         started, started_at = time.perf_counter(), datetime.now(UTC)
-        session.start(cfg.topology, run_id)
+        # The buses are probed while Dagster starts; the engines and pairs, whose latencies
+        # the start-up's CPU use disturbed most (docs/benchmarks.md), wait until it is done.
+        session.start(cfg.topology, run_id, hold=("engines",) if startup == "hold" else ())
         recorded = idle.submit(lambda: begin_run_record(wh, run_id, cfg, started_at=started_at))
+        if dagster is None:
+            dagster = idle.submit(start_dagster)
+            dagster.add_done_callback(lambda _: session.release())
         if not quiet:
             print(f"dualbus: running {cfg.topology.platform!r} "
                   f"({len(cfg.topology.buses)} buses, {len(cfg.topology.engines)} engines, "
                   f"{len(cfg.topology.pairs)} pairs) → {wh.path}", flush=True)
-        dagster = idle.submit(lambda: _start_dagster(str(cfg.path), slo, warehouse))
         session.wait()
         idle.restore()  # the measurement is over: finish start-up at normal priority if we may
         recorded.result()

@@ -11,9 +11,11 @@ Why a child process
   of its own: one code path for the measurement either way.
 
 Protocol (parent ⇄ ``python -m dualbus_pipeline.probes.session``)
-* The child starts importing at once, then blocks on stdin for one pickled
-  ``(topology, run_id, phases)``, so a session can be opened before the inputs are validated
-  and discarded (closed) if they are not: it has touched nothing until it is started.
+* The child starts importing at once, then blocks on stdin for one frame (8-byte big-endian
+  length + pickle) of ``(topology, run_id, phases, hold)``, so a session can be opened before
+  the inputs are validated and discarded (closed) if they are not: it has touched nothing
+  until it is started. Before a phase in ``hold`` it waits until the parent closes the pipe
+  (``release()``): `dualbus run` holds the engine phase while Dagster starts (commands/run.py).
 * It runs the phases in the order given, with the rules of probes/runner.py (one phase at a
   time: a capacity burst never overlaps an engine's latency measurement), and writes one
   frame per phase to stdout: 8-byte big-endian length + pickle of ``PhaseResult``. Pickle is
@@ -95,20 +97,31 @@ class ProbeSession:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def start(self, topology: Topology, run_id: str,
-              phases: Sequence[Phase] = PHASES) -> None:
+    def start(self, topology: Topology, run_id: str, phases: Sequence[Phase] = PHASES, *,
+              hold: Sequence[Phase] = ()) -> None:
+        """Send the work. Phases in ``hold`` wait, when their turn comes, for ``release()``."""
         assert self._reader is None, "a session runs once"
         self.run_id, self.phases = run_id, tuple(phases)
         stdin = self._proc.stdin
         assert stdin is not None
+        body = pickle.dumps((topology, run_id, self.phases, tuple(hold)))
         try:
-            stdin.write(pickle.dumps((topology, run_id, self.phases)))
-            stdin.close()
+            stdin.write(_HEADER.pack(len(body)) + body)
+            stdin.flush()
+            if not hold:
+                stdin.close()
         except (BrokenPipeError, OSError):
             pass  # the child is gone; the reader reports it for every phase
         self._reader = threading.Thread(target=self._read, name="dualbus-probe-session",
                                         daemon=True)
         self._reader.start()
+
+    def release(self) -> None:
+        """Let the held phases run (closing the pipe releases them too)."""
+        stdin = self._proc.stdin
+        if stdin is not None and not stdin.closed:
+            with contextlib.suppress(OSError):
+                stdin.close()
 
     def result(self, phase: Phase) -> PhaseResult:
         if phase not in self.phases:
@@ -125,6 +138,11 @@ class ProbeSession:
         if got.error is not None:
             raise ProbeError(f"{phase} probes failed: {got.error}")
         return got
+
+    def measured(self, phase: Phase) -> bool:
+        """Whether ``phase`` has been delivered (never blocks)."""
+        with self._cond:
+            return phase in self._done
 
     def wait(self) -> None:
         """Block until every phase was delivered or the child is gone (errors are raised by
@@ -238,11 +256,14 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
         return 143
     import dualbus_pipeline.probes.runner  # noqa: F401 - import while the parent validates
 
-    raw = stdin.read()
-    if not raw:
+    head = stdin.read(_HEADER.size)
+    if len(head) < _HEADER.size:
         return 0  # closed without work: the parent's inputs were rejected
-    topology, run_id, phases = pickle.loads(raw)
+    topology, run_id, phases, hold = pickle.loads(stdin.read(_HEADER.unpack(head)[0]))
     for phase in phases:
+        if phase in hold:
+            stdin.read()  # blocks until the parent releases the hold (closes the pipe)
+            hold = ()
         t0 = time.perf_counter()
         try:
             results = asyncio.run(_run_phase(topology, run_id, phase))
