@@ -3,10 +3,10 @@
 * run: the shipped topology (13 engines × 100 requests, 2 buses, 4 pairs, seed scenario) on
   free ports; wall time and the CLI process's own peak RSS (wait4), per-asset seconds from the
   progress lines, probing seconds from the probe assets ("[probed X s]": each phase as timed
-  in the probe process); pipeline overhead = wall − probing. Then the price of starting Dagster
-  while the probes measure: rounds alternating `dualbus run` and `dualbus probe` (the probes
-  alone, no Dagster anywhere), comparing engine p50, engine summaries flagged for lateness,
-  bus PING p50 and pair p50.
+  in the probe process); pipeline overhead = wall − probing. Rounds alternate `dualbus run`
+  with DUALBUS_STARTUP=hold (the default) and =overlap, and `dualbus probe` (the probes alone,
+  no Dagster anywhere), so each mode's engine p50, lateness flags, PING p50 and pair p50 are
+  compared with the probes alone under the same machine conditions.
 * scale: one synthetic stack of the largest N (`StackManager` + `synthetic_topology`, 250
   engines per host process, striped; e0000 with a 1 ms delay fault in a process of its own);
   topologies with the first N engines (13, 100, 1,000) run in turn. Reports wall, RSS,
@@ -54,8 +54,8 @@ def parse_steps(out: str) -> tuple[dict[str, float], float]:
     return steps, probing
 
 
-def dualbus_run(config: Path, warehouse: Path) -> ChildRun:
-    env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1")
+def dualbus_run(config: Path, warehouse: Path, startup: str = "hold") -> ChildRun:
+    env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1", DUALBUS_STARTUP=startup)
     env.pop("DAGSTER_HOME", None)
     res = run_child([*DUALBUS, "run", "--config", str(config), "--warehouse", str(warehouse)],
                     env=env, cwd=ROOT, timeout_s=900)
@@ -82,87 +82,98 @@ def reference_config(tmp: Path) -> Path:
     return path
 
 
+MODES = ("hold", "overlap")  # DUALBUS_STARTUP values measured; hold is the default
+
+
 def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
+    """Rounds alternate `dualbus run` in each start-up mode and `dualbus probe` (the probes
+    alone), so every figure has its comparison taken under the same machine conditions."""
     tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-run-"))
     config = reference_config(tmp)
     stack = StackManager(load_config(config), tmp / "stack")
-    runs: list[ChildRun] = []
+    runs: dict[str, list[ChildRun]] = {m: [] for m in MODES}
+    figures: dict[str, list[dict[str, float]]] = {m: [] for m in (*MODES, "alone")}
     try:
         status = stack.up("seed")
         if not status.ok:
             raise RuntimeError(f"reference stack did not come up:\n{status.table()}")
-        for _ in range(1 if quick else rounds):
-            runs.append(dualbus_run(config, tmp / "wh.duckdb"))
-        in_run, alone = _probe_figures_in_run_and_alone(config, tmp / "wh-ab.duckdb",
-                                                        1 if quick else max(4, rounds))
+        for _ in range(1 if quick else max(4, rounds)):
+            for mode in MODES:
+                wh = tmp / f"wh-{mode}.duckdb"
+                runs[mode].append(dualbus_run(config, wh, mode))
+                figures[mode].append(_run_figures(wh))
+            res = run_child([*DUALBUS, "probe", "--json", "--config", str(config)], cwd=ROOT,
+                            timeout_s=300)
+            figures["alone"].append(_probe_figures(json.loads(res.stdout)))
     finally:
         stack.down()
-    med = sorted(runs, key=lambda r: r.wall_s)[len(runs) // 2]
-    raw = {"rounds": [{"wall_s": round(r.wall_s, 3), "peak_rss_mb": round(r.peak_rss_mb, 1),
-                       "steps": r.steps, "load": [r.load_before, r.load_after]} for r in runs]}
-    steps = med.steps
-    overhead = med.wall_s - steps["probing"]
-    out = [
-        row("run", "dualbus run wall, reference stack (median)", round(med.wall_s, 2), "s",
-            target=8.0, raw=raw, note=f"{len(runs)} runs"),
-        row("run", "dualbus run peak RSS, with its probe process (max)",
-            round(max(r.tree_peak_rss_mb for r in runs), 1), "MB", target=300.0,
-            note=f"CLI process alone {max(r.peak_rss_mb for r in runs):.0f} MB"),
-        row("run", "probing (bus + engine + pair probes)", round(steps["probing"], 2), "s"),
-        row("run", "pipeline overhead = wall − probing", round(overhead, 2), "s", target=2.0),
-    ]
-    for name in ("bus_measurements", "engine_measurements", "pair_measurements", "slo_results",
-                 "trend_tables", "graded_report", "alert_dispatch"):
-        if name in steps:
-            out.append(row("run", f"  step {name}", steps[name], "s",
-                           note="from probe start: includes probing and the job start"
-                           if name == "bus_measurements" else ""))
-    n = len(in_run)
+    out: list[dict[str, Any]] = []
+    for mode in MODES:
+        out += _run_rows(mode, runs[mode], main=mode == MODES[0])
+    n = len(figures["alone"])
     for key, label, unit in (("engine_p50", "engine p50 (median over engines)", "ms"),
                              ("invalid", "engine summaries flagged for lateness", "n"),
                              ("ping_p50", "bus PING p50", "ms"),
                              ("pair_p50", "pair round trip p50", "ms")):
-        mine = statistics.median(r[key] for r in in_run)
-        peer = statistics.median(r[key] for r in alone)
-        out.append(row("run", f"in dualbus run vs probes alone: {label}", round(mine, 4), unit,
-                       peer=round(peer, 4) or None, peer_tool="dualbus probe",
-                       note=f"median of {n} alternating rounds",
-                       raw={"in_run": [r[key] for r in in_run],
-                            "alone": [r[key] for r in alone]}))
+        peer = statistics.median(r[key] for r in figures["alone"])
+        for mode in MODES:
+            mine = statistics.median(r[key] for r in figures[mode])
+            out.append(row("run", f"{mode}: {label}, vs probes alone", round(mine, 4), unit,
+                           peer=round(peer, 4) or None, peer_tool="dualbus probe",
+                           note=f"median of {n} alternating rounds",
+                           raw={mode: [r[key] for r in figures[mode]],
+                                "alone": [r[key] for r in figures["alone"]]}))
     return out
 
 
-def _probe_figures_in_run_and_alone(config: Path, warehouse: Path,
-                                    rounds: int) -> tuple[list[dict[str, float]],
-                                                          list[dict[str, float]]]:
-    """Alternate `dualbus run` (Dagster starting meanwhile) and `dualbus probe` (nothing
-    else running); the same figures from each."""
-    in_run: list[dict[str, float]] = []
-    alone: list[dict[str, float]] = []
-    for _ in range(rounds):
-        dualbus_run(config, warehouse)
-        con = duckdb.connect(str(warehouse), read_only=True)
-        try:
-            (rid,) = con.execute("SELECT run_id FROM runs WHERE status = 'completed' "
-                                 "ORDER BY started_at DESC LIMIT 1").fetchone() or (None,)
-            eng = con.execute("SELECT p50, valid FROM summaries WHERE run_id = ? AND "
-                              "scope = 'engine' AND p50 IS NOT NULL", [rid]).fetchall()
-            ping, pair = con.execute(
-                "SELECT median(p50) FILTER (WHERE scope = 'bus' AND metric = 'ping'), "
-                "median(p50) FILTER (WHERE scope = 'pair') FROM summaries WHERE run_id = ?",
-                [rid]).fetchone() or (None, None)
-        finally:
-            con.close()
-        in_run.append(_figures([(p, v) for p, v in eng], ping, pair))
-        res = run_child([*DUALBUS, "probe", "--json", "--config", str(config)], cwd=ROOT,
-                        timeout_s=300)
-        doc = json.loads(res.stdout)
-        alone.append(_figures(
-            [(e["latency_ms"]["p50"], e["latency_ms"]["valid"]) for e in doc["engines"]
-             if e["latency_ms"]["p50"] is not None],
-            statistics.median(b["ping_ms"]["p50"] for b in doc["buses"]),
-            statistics.median(p["roundtrip_ms"]["p50"] for p in doc["pairs"])))
-    return in_run, alone
+def _run_rows(mode: str, runs: list[ChildRun], *, main: bool) -> list[dict[str, Any]]:
+    med = sorted(runs, key=lambda r: r.wall_s)[len(runs) // 2]
+    raw = {"rounds": [{"wall_s": round(r.wall_s, 3), "peak_rss_mb": round(r.peak_rss_mb, 1),
+                       "tree_peak_rss_mb": round(r.tree_peak_rss_mb, 1), "steps": r.steps,
+                       "load": [r.load_before, r.load_after]} for r in runs]}
+    steps = med.steps
+    label = f"DUALBUS_STARTUP={mode}" + (" (default)" if main else "")
+    out = [
+        row("run", f"{label}: wall, reference stack (median)", round(med.wall_s, 2), "s",
+            target=8.0, raw=raw, note=f"{len(runs)} runs"),
+        row("run", f"{label}: peak RSS incl. probe process (max)",
+            round(max(r.tree_peak_rss_mb for r in runs), 1), "MB", target=300.0,
+            note=f"CLI process alone {max(r.peak_rss_mb for r in runs):.0f} MB"),
+        row("run", f"{label}: probing (bus + engine + pair)", round(steps["probing"], 2), "s"),
+        row("run", f"{label}: pipeline overhead = wall − probing",
+            round(med.wall_s - steps["probing"], 2), "s", target=2.0),
+    ]
+    if main:
+        for name in ("bus_measurements", "engine_measurements", "pair_measurements",
+                     "slo_results", "trend_tables", "graded_report", "alert_dispatch"):
+            if name in steps:
+                out.append(row("run", f"  step {name}", steps[name], "s",
+                               note="from probe start: probing, any wait, the job start"
+                               if name == "bus_measurements" else ""))
+    return out
+
+
+def _run_figures(warehouse: Path) -> dict[str, float]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (rid,) = con.execute("SELECT run_id FROM runs WHERE status = 'completed' "
+                             "ORDER BY started_at DESC LIMIT 1").fetchone() or (None,)
+        eng = con.execute("SELECT p50, valid FROM summaries WHERE run_id = ? AND "
+                          "scope = 'engine' AND p50 IS NOT NULL", [rid]).fetchall()
+        ping, pair = con.execute(
+            "SELECT median(p50) FILTER (WHERE scope = 'bus' AND metric = 'ping'), "
+            "median(p50) FILTER (WHERE scope = 'pair') FROM summaries WHERE run_id = ?",
+            [rid]).fetchone() or (None, None)
+    finally:
+        con.close()
+    return _figures([(p, v) for p, v in eng], ping, pair)
+
+
+def _probe_figures(doc: dict[str, Any]) -> dict[str, float]:
+    return _figures([(e["latency_ms"]["p50"], e["latency_ms"]["valid"]) for e in doc["engines"]
+                     if e["latency_ms"]["p50"] is not None],
+                    statistics.median(b["ping_ms"]["p50"] for b in doc["buses"]),
+                    statistics.median(p["roundtrip_ms"]["p50"] for p in doc["pairs"]))
 
 
 def _figures(engines: list[tuple[float, bool]], ping: float | None,
