@@ -18,31 +18,36 @@ and command line match what we recorded.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Awaitable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from dualbus_pipeline.config import Bus, Engine, Fault, LoadedConfig
+from dualbus_pipeline.config import Engine, Fault, LoadedConfig
 from dualbus_pipeline.errors import StackError
 from dualbus_pipeline.stack import procs
+from dualbus_pipeline.stack.layout import (
+    bind_host,
+    bus_password,
+    manages_bus,
+    manages_engine,
+    wanted_hosts,
+    wanted_servers,
+)
+from dualbus_pipeline.stack.records import ProcessRecord, RunRecords, spec_hash
 from dualbus_pipeline.stack.redis_server import ping, port_is_open, start_redis
 from dualbus_pipeline.stack.scenarios import describe_fault, effective_faults
 
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 ENGINE_MODULE = "dualbus_pipeline.stack.engine"
 READY_TIMEOUT_S = 30.0
 HTTP_CHECK_TIMEOUT_S = 2.0
-STREAM_MAXLEN = 10_000
 
 T = TypeVar("T")
 
@@ -113,31 +118,6 @@ class StackStatus:
         return "\n".join(lines)
 
 
-@dataclass
-class _Record:
-    """What we know about a process we started (the JSON in run/<id>.json)."""
-
-    id: str
-    kind: Literal["bus", "engines"]
-    pid: int
-    token: str
-    marker: str
-    ports: list[int]
-    names: list[str]  # bus names served, or engine names hosted
-    spec_hash: str = ""
-
-    def is_ours(self) -> bool:
-        return procs.is_ours(self.pid, self.token, self.marker)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _bind_host(host: str) -> str:
-    return "127.0.0.1" if host == "localhost" else host
-
-
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, also from code that already runs inside an event loop."""
     try:
@@ -158,6 +138,7 @@ class StackManager:
         self.state_dir = (state_dir or default_state_dir(cfg)).resolve()
         self.ready_timeout = ready_timeout
         self.run_dir = self.state_dir / "run"
+        self.records = RunRecords(self.run_dir)
         self.log_dir = self.state_dir / "logs"
 
     # -- public ------------------------------------------------------------------------------
@@ -169,15 +150,15 @@ class StackManager:
         eff = effective_faults(self.topology, scenario, faults)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        servers = self._wanted_servers()
-        hosts = self._wanted_hosts(eff)
-        records = self._records()
+        servers = wanted_servers(self.topology)
+        hosts = wanted_hosts(self.topology, eff)
+        records = self.records.live()
 
         stale = [r for r in records.values()
                  if (r.kind == "bus" and r.id not in servers)
                  or (r.kind == "engines" and (r.id not in hosts
-                                              or r.spec_hash != _hash(hosts[r.id])))]
-        self._stop(stale)
+                                              or r.spec_hash != spec_hash(hosts[r.id])))]
+        self.records.stop(stale)
         for r in stale:
             del records[r.id]
 
@@ -186,7 +167,7 @@ class StackManager:
         self._preflight(to_start_servers, to_start_hosts, eff, records)
         self._write_state(scenario, eff)
 
-        started: list[_Record] = []
+        started: list[ProcessRecord] = []
         try:
             for sid, (port, host, password, buses) in to_start_servers.items():
                 started.append(self._start_server(sid, port, host, password, buses))
@@ -194,16 +175,16 @@ class StackManager:
                 started.append(self._spawn_host(hid, spec))
             self._wait_ready(hosts, eff)
         except BaseException:
-            self._stop(started)
+            self.records.stop(started)
             raise
         return self.status()
 
     def down(self) -> None:
         """Stop every process this state dir records as ours; leave no listener behind."""
-        records = list(self._records().values())
+        records = list(self.records.live().values())
         # Engines first so they do not log a burst of reconnects to dying buses.
-        self._stop([r for r in records if r.kind == "engines"])
-        self._stop([r for r in records if r.kind == "bus"])
+        self.records.stop([r for r in records if r.kind == "engines"])
+        self.records.stop([r for r in records if r.kind == "bus"])
         ports = [(p, r.kind) for r in records for p in r.ports]
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and any(port_is_open("127.0.0.1", p)
@@ -220,27 +201,27 @@ class StackManager:
         """Stop the process of one engine (it must not share its process with others)."""
         if engine not in {e.name for e in self.topology.engines}:
             raise StackError(f"unknown engine {engine!r}")
-        for r in self._records().values():
+        for r in self.records.live().values():
             if r.kind == "engines" and engine in r.names:
                 if len(r.names) > 1:
                     raise StackError(
                         f"engine {engine!r} shares process {r.pid} with {len(r.names) - 1} "
                         "other engine(s) (stack.engines_per_host > 1); it cannot be killed alone")
-                self._stop([r])
+                self.records.stop([r])
                 return
         raise StackError(f"engine {engine!r} is not running (nothing to kill)")
 
     def status(self) -> StackStatus:
-        records = self._records()
+        records = self.records.live()
         state = self._read_state()
         faults = {k: Fault.model_validate(v) for k, v in state.get("faults", {}).items()}
         by_port = {p: r for r in records.values() if r.kind == "bus" for p in r.ports}
         by_engine = {n: r for r in records.values() if r.kind == "engines" for n in r.names}
         comps: list[ComponentStatus] = []
         for bus in self.topology.buses:
-            rec = by_port.get(bus.port) if self._manages_bus(bus) else None
-            answered = ping(_bind_host(bus.host), bus.port, self._password(bus))
-            managed = self._manages_bus(bus)
+            rec = by_port.get(bus.port) if manages_bus(bus) else None
+            answered = ping(bind_host(bus.host), bus.port, bus_password(bus))
+            managed = manages_bus(bus)
             detail = "PONG" if answered else ("not running" if rec is None else "no PONG")
             if not managed:
                 detail = f"external (not managed): {detail}"
@@ -260,115 +241,18 @@ class StackManager:
                 detail = "process running, not answering"
             else:
                 detail = "not running"
-            if not self._manages_engine(eng):
+            if not manages_engine(eng):
                 detail = f"external (not managed): {detail}"
             comps.append(ComponentStatus(
                 eng.name, "engine", eng.port, rec.pid if rec else None, code is not None,
-                detail + suffix, expected_up=self._manages_engine(eng) and not fault.down,
+                detail + suffix, expected_up=manages_engine(eng) and not fault.down,
                 http_status=code))
         known = {e.name for e in self.topology.engines}
         extra = sorted(r.id for r in records.values()
                        if r.kind == "engines" and not set(r.names) & known)
         return StackStatus(self.state_dir, comps, state.get("scenario"), extra)
 
-    # -- what we want ------------------------------------------------------------------------
-
-    @staticmethod
-    def _manages_bus(bus: Bus) -> bool:
-        return urlsplit(bus.url).scheme == "redis" and bus.host in LOCAL_HOSTS
-
-    @staticmethod
-    def _manages_engine(eng: Engine) -> bool:
-        return urlsplit(eng.url).scheme == "http" and eng.host in LOCAL_HOSTS
-
-    @staticmethod
-    def _password(bus: Bus) -> str | None:
-        pw = urlsplit(bus.url).password
-        return unquote(pw) if pw else None
-
-    def _wanted_servers(self) -> dict[str, tuple[int, str, str | None, list[str]]]:
-        """One Redis server per distinct local port: id -> (port, host, password, bus names)."""
-        out: dict[str, tuple[int, str, str | None, list[str]]] = {}
-        for bus in self.topology.buses:
-            if not self._manages_bus(bus):
-                continue
-            sid = f"redis-{bus.port}"
-            if sid in out:
-                out[sid][3].append(bus.name)
-            else:
-                out[sid] = (bus.port, _bind_host(bus.host), self._password(bus), [bus.name])
-        return out
-
-    def _wanted_hosts(self, faults: Mapping[str, Fault]) -> dict[str, dict[str, Any]]:
-        """Engine host specs (the JSON `stack.engine` reads), without down-faulted engines."""
-        per_host = self.topology.stack.engines_per_host
-        engines = [e for e in self.topology.engines
-                   if self._manages_engine(e) and not faults.get(e.name, Fault()).down]
-        out: dict[str, dict[str, Any]] = {}
-        # An engine with a fault gets a process of its own: a slow engine's delay (a precise
-        # spin) or an error storm must not slow the healthy engines that share its event loop;
-        # a measured neighbour would drift with the number of engines per host.
-        alone = [e for e in engines if faults.get(e.name, Fault()) != Fault()] \
-            if per_host > 1 else []
-        shared = [e for e in engines if e not in alone]
-        groups = [[e] for e in alone]
-        # The others are striped over the host processes (engine i on host i mod H), not
-        # packed in blocks: a probe walks engines in order, so neighbours in the list are in
-        # flight together and should not all queue in one host's event loop.
-        hosts = -(-len(shared) // per_host)  # ceil
-        groups += [shared[k::hosts] for k in range(hosts)]
-        for k, group in enumerate(groups):
-            hid = f"engine-{group[0].name}" if len(group) == 1 and (
-                per_host == 1 or group[0] in alone) else f"host-{k:03d}"
-            out[hid] = {
-                "host_id": hid,
-                "stream_maxlen": STREAM_MAXLEN,
-                "engines": [{
-                    "name": e.name, "bind": _bind_host(e.host), "port": e.port,
-                    "health_path": e.health_path, "bus_url": self.topology.bus(e.bus).url,
-                    "stream": e.stream, "group": e.group,
-                    "fault": faults.get(e.name, Fault()).model_dump(),
-                } for e in group],
-            }
-        return out
-
-    # -- records -----------------------------------------------------------------------------
-
-    def _records(self) -> dict[str, _Record]:
-        """Our live processes; records of dead or foreign PIDs are deleted."""
-        out: dict[str, _Record] = {}
-        if not self.run_dir.is_dir():
-            return out
-        for path in sorted(self.run_dir.glob("*.json")):
-            if path.name.endswith(".spec.json"):
-                continue
-            try:
-                rec = _Record(**json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError):
-                path.unlink(missing_ok=True)
-                continue
-            if rec.is_ours():
-                out[rec.id] = rec
-            else:
-                self._forget(rec)
-        return out
-
-    def _save(self, rec: _Record) -> None:
-        path = self.run_dir / f"{rec.id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(rec), indent=1))
-        tmp.replace(path)
-
-    def _forget(self, rec: _Record) -> None:
-        (self.run_dir / f"{rec.id}.json").unlink(missing_ok=True)
-        (self.run_dir / f"{rec.id}.spec.json").unlink(missing_ok=True)
-
-    def _stop(self, records: list[_Record]) -> None:
-        if not records:
-            return
-        procs.terminate([r.pid for r in records if r.is_ours()])
-        for r in records:
-            self._forget(r)
+    # -- state -------------------------------------------------------------------------------
 
     def _write_state(self, scenario: str, faults: Mapping[str, Fault]) -> None:
         (self.state_dir / "stack.json").write_text(json.dumps({
@@ -387,7 +271,7 @@ class StackManager:
 
     def _preflight(self, servers: Mapping[str, tuple[int, str, str | None, list[str]]],
                    hosts: Mapping[str, dict[str, Any]], faults: Mapping[str, Fault],
-                   records: Mapping[str, _Record]) -> None:
+                   records: Mapping[str, ProcessRecord]) -> None:
         """Refuse before starting anything if a port we need is held by something not ours."""
         taken: list[str] = []
         for port, host, _pw, names in servers.values():
@@ -400,8 +284,8 @@ class StackManager:
         ours = {p for r in records.values() for p in r.ports}
         for eng in self.topology.engines:
             f = faults.get(eng.name, Fault())
-            if (f.down and self._manages_engine(eng) and eng.port not in ours
-                    and port_is_open(_bind_host(eng.host), eng.port)):
+            if (f.down and manages_engine(eng) and eng.port not in ours
+                    and port_is_open(bind_host(eng.host), eng.port)):
                 taken.append(f"port {eng.port} (engine {eng.name}, which must be down)")
         if taken:
             raise StackError(
@@ -409,7 +293,7 @@ class StackManager:
                 f"(state dir {self.state_dir}); stop it or change the port in {self.cfg.path}")
 
     def _start_server(self, sid: str, port: int, host: str, password: str | None,
-                      buses: list[str]) -> _Record:
+                      buses: list[str]) -> ProcessRecord:
         try:
             rp = start_redis(port, self.state_dir / "buses" / str(port), host=host,
                              password=password)
@@ -420,17 +304,12 @@ class StackManager:
         token = procs.start_token(rp.pid)
         if token is None:
             raise StackError(f"bus {', '.join(buses)}: redis server on port {port} vanished")
-        rec = _Record(sid, "bus", rp.pid, token, str(port), [port], buses)
-        self._save(rec)
+        rec = ProcessRecord(sid, "bus", rp.pid, token, str(port), [port], buses)
+        self.records.save(rec)
         return rec
 
-    def _spawn_host(self, hid: str, spec: dict[str, Any]) -> _Record:
-        spec_path = self.run_dir / f"{hid}.spec.json"
-        # The spec holds the bus URL, password included: readable by its owner only.
-        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(spec, indent=1))
-        os.chmod(spec_path, 0o600)  # an existing file keeps its old mode through O_CREAT
+    def _spawn_host(self, hid: str, spec: dict[str, Any]) -> ProcessRecord:
+        spec_path = self.records.write_spec(hid, spec)
         env = dict(os.environ)
         pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(
@@ -438,10 +317,10 @@ class StackManager:
         proc = procs.spawn([sys.executable, "-m", ENGINE_MODULE, str(spec_path)],
                            self.log_dir / f"{hid}.log", cwd=self.state_dir, env=env)
         token = procs.start_token(proc.pid) or ""
-        rec = _Record(hid, "engines", proc.pid, token, str(spec_path),
+        rec = ProcessRecord(hid, "engines", proc.pid, token, str(spec_path),
                       [e["port"] for e in spec["engines"]],
-                      [e["name"] for e in spec["engines"]], _hash(spec))
-        self._save(rec)
+                      [e["name"] for e in spec["engines"]], spec_hash(spec))
+        self.records.save(rec)
         return rec
 
     def _wait_ready(self, hosts: Mapping[str, dict[str, Any]],
@@ -451,7 +330,7 @@ class StackManager:
         timeout = self.ready_timeout + 0.02 * len(pending)
         deadline = time.monotonic() + timeout
         while pending:
-            records = {r.id: r for r in self._all_records()}
+            records = {r.id: r for r in self.records.all()}
             for hid in {engines[e.name] for e in pending}:
                 rec = records.get(hid)
                 if rec is None or not procs.is_alive(rec.pid):
@@ -470,16 +349,6 @@ class StackManager:
                 raise StackError(f"engine(s) {shown}{more} did not answer GET health within "
                                  f"{timeout:.0f}s (logs in {self.log_dir})")
             time.sleep(0.1)
-
-    def _all_records(self) -> list[_Record]:
-        out = []
-        for path in self.run_dir.glob("*.json"):
-            if not path.name.endswith(".spec.json"):
-                try:
-                    out.append(_Record(**json.loads(path.read_text())))
-                except (OSError, ValueError, TypeError):
-                    continue
-        return out
 
     # -- checking ----------------------------------------------------------------------------
 
