@@ -80,8 +80,10 @@ class IdleWorker:
         return True
 
     def close(self) -> None:
+        """Stop after the queued calls. Does not wait for a call still running (an interrupted
+        run must not wait for Dagster's import to finish); the thread is a daemon."""
         self._tasks.put(None)
-        self._thread.join(30)
+        self._thread.join(0.5)
 
     def _loop(self) -> None:
         self._tid = threading.get_native_id()

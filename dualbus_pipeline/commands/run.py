@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dualbus_pipeline import progress
-from dualbus_pipeline.errors import PipelineError
+from dualbus_pipeline.errors import InputError, PipelineError
 from dualbus_pipeline.lowpriority import IdleWorker
 
 
@@ -41,6 +41,9 @@ class RunOutcome:
     seconds: float
 
 
+STARTUP_MODES = ("hold", "overlap", "serial")
+
+
 def execute(config: str | None, slo: str | None, warehouse: str | None, *,
             quiet: bool = False) -> RunOutcome:
     """Validate inputs, check the warehouse is usable, then materialize the whole graph.
@@ -53,6 +56,10 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     time. DUALBUS_STARTUP=serial starts Dagster before any probe instead.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    startup = os.environ.get("DUALBUS_STARTUP") or "hold"  # docs/configuration.md
+    if startup not in STARTUP_MODES:
+        raise InputError(f"DUALBUS_STARTUP: must be one of {', '.join(STARTUP_MODES)} "
+                         f"(got {startup!r})")
     from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
 
     # First thing: the probe process imports (~0.4 s) while this one imports and validates.
@@ -69,7 +76,6 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
 
         run_id = str(uuid.uuid4())
         start_dagster = partial(_start_dagster, str(cfg.path), slo, warehouse)
-        startup = os.environ.get("DUALBUS_STARTUP", "hold")  # docs/configuration.md
         dagster = idle.submit(start_dagster) if startup == "serial" else None
         if dagster is not None:
             dagster.result()

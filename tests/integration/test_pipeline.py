@@ -78,6 +78,31 @@ def test_run_twice_stores_both_runs_with_every_sample(
         assert (tmp_path / "reports" / run_id / "results.json").exists()
 
 
+@pytest.mark.parametrize("startup", ["overlap", "serial"])
+def test_every_startup_mode_stores_a_whole_run(foreign: StackManager, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               startup: str) -> None:
+    """DUALBUS_STARTUP only moves Dagster's start-up relative to the probes (the default,
+    hold, is every other test here): the run is the same."""
+    monkeypatch.setenv("DUALBUS_STARTUP", startup)
+    wh = tmp_path / "wh.duckdb"
+    assert main(["run", "--config", _config(foreign), "--warehouse", str(wh), "--quiet"]) == 0
+    assert _count(wh, "SELECT count(*) FROM runs WHERE status = 'completed'") == 1
+    assert _count(wh, "SELECT count(*) FROM engine_samples") == 4 * 40
+    assert _count(wh, "SELECT count(*) FROM pair_samples") == 15
+    assert _count(wh, "SELECT count(*) FROM runs WHERE finished_at > started_at") == 1
+
+
+def test_an_unknown_startup_mode_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DUALBUS_STARTUP", "eager")
+    path = make_topology(tmp_path, ["solo"])
+    assert main(["run", "--config", str(path), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "DUALBUS_STARTUP: must be one of hold, overlap, serial (got 'eager')")
+    assert not (tmp_path / "w.duckdb").exists()
+
+
 def test_report_json_follows_the_contract(foreign: StackManager, tmp_path: Path) -> None:
     wh = tmp_path / "wh.duckdb"
     assert main(["run", "--config", _config(foreign), "--warehouse", str(wh), "--quiet"]) == 0
