@@ -42,6 +42,7 @@ from dualbus_pipeline.report.formatting import (
     fmt_value,
     fmt_when,
 )
+from dualbus_pipeline.report.recommendations import recommendations
 
 FORMATS = ("md", "html", "json")
 FILE_NAMES = {"md": "report.md", "html": "report.html", "json": "results.json"}
@@ -157,7 +158,7 @@ def build_view(results: dict[str, Any], trends: dict[str, Any] | None = None,
         "categories": findings.categories(results),
         "slos": [s for s in results.get("slos", []) if not findings.is_tier_slo(s)],
         "tier_slos": [s for s in results.get("slos", []) if findings.is_tier_slo(s)],
-        "recommendations": findings.recommendations(results, opt, trends),
+        "recommendations": recommendations(results, opt, trends),
         "horizons": findings.HORIZONS,
         "readiness": findings.readiness(results, opt),
         "baseline_comparisons": findings.baseline_comparisons(results),
