@@ -5,9 +5,10 @@ while its probe process measures (commands/run.py). That start-up must not take 
 measurement wants. Linux schedules threads, and any thread may put itself in ``SCHED_IDLE``:
 it then runs only on CPU time nobody else wants, and — unlike nice 19, which we measured
 first — a CPU running only idle-class work still counts as idle when the kernel places a
-waking task, so the platform's processes and the probe are never queued behind it
-(docs/benchmarks.md has the A/B). Where ``SCHED_IDLE`` is unavailable the thread uses nice
-19, elsewhere normal priority.
+waking task. That is not the whole story on a VM, where the host sees a busy vCPU either way:
+measured there, idle-class work beside the engine probes still raised their p50, so
+`dualbus run` lets it overlap only the bus probes (docs/benchmarks.md has the A/B). Where
+``SCHED_IDLE`` is unavailable the thread uses nice 19, elsewhere normal priority.
 
 An idle-class thread can be starved by a busy host. Once the measurement is over,
 ``restore()`` asks for normal priority back (allowed for root, CAP_SYS_NICE or an
