@@ -12,6 +12,7 @@ Deliberately light on imports (no pydantic, no config): a thousand engines start
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -272,6 +273,13 @@ async def serve(spec: HostSpec, stop: asyncio.Event) -> int:
                 return code
             log.info("%s: listening on http://%s:%d%s", rt.spec.name, rt.spec.bind,
                      rt.spec.port, rt.spec.health_path)
+        # Everything imported and built so far lives as long as the process: move it out of
+        # the collector's sight. A full collection walked ~44,000 such objects in 14 ms (26-34
+        # ms on a busy 2-core VM), stalling every request of the host meanwhile: a healthy
+        # reference engine then "measured" a 30 ms p99, which a latency-tuned service would
+        # not have. Objects made per request are still collected as usual.
+        gc.collect()
+        gc.freeze()
         await stop.wait()
     finally:
         for task in consumers:
