@@ -29,9 +29,12 @@ def topology_snapshot(cfg: LoadedConfig) -> dict[str, Any]:
 
 def begin_run_record(wh: Warehouse, run_id: str, cfg: LoadedConfig, *,
                      started_at: datetime | None = None) -> None:
-    """The run's `runs` row (status 'running'), with its masked topology and settings."""
-    from dualbus_pipeline.store.runs import begin_run
+    """The run's `runs` row (status 'running'), with its masked topology and settings; once
+    per process and run (each probe asset asks, `dualbus run` asked first)."""
+    from dualbus_pipeline.store.runs import begin_run, run_begun
 
+    if run_begun(wh, run_id):
+        return
     begin_run(wh, run_id, cfg.topology.platform, config_path=str(cfg.path),
               topology=topology_snapshot(cfg),
               settings=cfg.topology.probe.model_dump(mode="json"), started_at=started_at)

@@ -152,7 +152,8 @@ class ProbeSession:
             self._cond.wait_for(lambda: self._eof or all(p in self._done for p in self.phases))
 
     def close(self) -> None:
-        """Stop the child if it is still running (SIGTERM: its probes clean up) and reap it."""
+        """Stop the child if it is still running (SIGTERM; probe keys it had no time to delete
+        expire) and reap it."""
         proc = self._proc
         if proc.stdin is not None and not proc.stdin.closed:
             with contextlib.suppress(OSError):
@@ -239,19 +240,17 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-async def _run_phase(topology: Topology, run_id: str, phase: Phase) -> list[Any]:
-    from dualbus_pipeline.probes.runner import probe_buses, probe_engines, probe_pairs
+def _run_phase(topology: Topology, run_id: str, phase: Phase) -> list[Any]:
+    from dualbus_pipeline.probes.runner import run_buses, run_engines, run_pairs
 
     if phase == "buses":
-        return list(await probe_buses(topology, run_id))
+        return list(run_buses(topology, run_id))
     if phase == "engines":
-        return list(await probe_engines(topology))
-    return list(await probe_pairs(topology, run_id))
+        return list(run_engines(topology))
+    return list(run_pairs(topology, run_id))
 
 
 def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
-    import asyncio
-
     _die_with_parent()
     if os.getppid() == 1:  # the parent died before we could ask to follow it
         return 143
@@ -267,7 +266,7 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
             hold = ()
         t0 = time.perf_counter()
         try:
-            results = asyncio.run(_run_phase(topology, run_id, phase))
+            results = _run_phase(topology, run_id, phase)
             frame = PhaseResult(phase, results, time.perf_counter() - t0)
         except Exception as exc:  # reported to the parent, which fails the asset
             frame = PhaseResult(phase, [], time.perf_counter() - t0,

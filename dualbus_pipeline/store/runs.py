@@ -41,14 +41,18 @@ def now_utc() -> datetime:
 _begun: set[tuple[str, str]] = set()
 
 
+def run_begun(wh: Warehouse, run_id: str) -> bool:
+    """Whether this process already recorded the run's start (begin_run is then a no-op)."""
+    return (str(wh.path), run_id) in _begun
+
+
 def begin_run(wh: Warehouse, run_id: str, platform: str, *, config_path: str | None = None,
               topology: dict[str, Any] | None = None,
               settings: dict[str, Any] | None = None,
               started_at: datetime | None = None) -> None:
     """Record that a run started (idempotent; once per process and run costs one
     transaction), and mark runs whose writer died as aborted."""
-    key = (str(wh.path), run_id)
-    if key in _begun:
+    if run_begun(wh, run_id):
         return
     with wh.transaction() as con:
         _mark_dead_runs_aborted(con)
@@ -59,7 +63,7 @@ def begin_run(wh: Warehouse, run_id: str, platform: str, *, config_path: str | N
                 "topology, settings) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
                 [run_id, platform, started_at or now_utc(), os.getpid(), config_path,
                  json.dumps(topology or {}), json.dumps(settings or {})])
-    _begun.add(key)
+    _begun.add((str(wh.path), run_id))
 
 
 def _mark_dead_runs_aborted(con: duckdb.DuckDBPyConnection) -> None:
