@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import ssl
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from functools import partial
@@ -66,12 +67,12 @@ class EngineProber:
         n = settings.engine_requests
         self.n = n
         self.timeout_ns = int(settings.engine_timeout_s * 1e9)
-        self.intended = [0] * n
-        self.sent = [0] * n
-        self.dispatched = [0] * n
-        self.done = [0] * n
-        self.ok = [False] * n
-        self.status = [0] * n
+        self.intended = array("q", [0]) * n
+        self.sent = array("q", [0]) * n
+        self.dispatched = array("q", [0]) * n
+        self.done = array("q", [0]) * n
+        self.ok = array("b", [0]) * n
+        self.status = array("i", [0]) * n
         self.error: list[str | None] = [None] * n
         self.finished = [False] * n
         self.timers: list[asyncio.TimerHandle | None] = [None] * n
