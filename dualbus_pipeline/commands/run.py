@@ -91,6 +91,15 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
             print(f"dualbus: running {cfg.topology.platform!r} "
                   f"({len(cfg.topology.buses)} buses, {len(cfg.topology.engines)} engines, "
                   f"{len(cfg.topology.pairs)} pairs) → {wh.path}", flush=True)
+            from dualbus_pipeline.probes.engine import (
+                LONG_ENGINE_PHASE_S,
+                engine_phase_line,
+                engine_phase_s,
+            )
+
+            n = len(cfg.topology.engines)
+            if engine_phase_s(cfg.topology.probe, n) > LONG_ENGINE_PHASE_S:
+                print(f"  note: {engine_phase_line(cfg.topology.probe, n)}", flush=True)
         session.wait()
         idle.restore()  # the measurement is over: finish start-up at normal priority if we may
         recorded.result()

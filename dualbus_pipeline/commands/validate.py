@@ -43,4 +43,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(t.engines)} engines, {len(t.pairs)} pairs")
     if slo_count is not None:
         print(f"SLOs: ok — {slo_count} SLOs")
+    from dualbus_pipeline.probes.engine import engine_phase_line
+
+    print(engine_phase_line(t.probe, len(t.engines)))
     return 0

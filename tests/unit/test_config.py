@@ -185,3 +185,31 @@ def test_cli_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"{bad}: engines[0].url: must be a http:// or https:// URL")
     assert "Traceback" not in "\n".join(err)
+
+
+def test_validate_states_the_engine_phase_and_when_it_is_long(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dualbus_pipeline.config import ProbeSettings
+    from dualbus_pipeline.probes.engine import engine_phase_s
+
+    # ceil(engines / in flight) × requests / rate, in flight = budget ÷ rate (capped)
+    assert engine_phase_s(ProbeSettings(), 13) == 2 * 100 / 200
+    assert engine_phase_s(ProbeSettings(), 1000) == 50.0
+    fast = ProbeSettings(engine_max_send_rate_per_s=5000)
+    assert engine_phase_s(fast, 1000) == 20.0
+    capped = ProbeSettings(engine_max_send_rate_per_s=100_000, engine_concurrency=8)
+    assert engine_phase_s(capped, 20) == 3 * 0.5
+    assert engine_phase_s(ProbeSettings(), 0) == 0.0
+
+    good = write(tmp_path, GOOD)
+    assert main(["validate", "--config", str(good), "--slo", str(REPO / "slo")]) == 0
+    out = capsys.readouterr().out
+    assert "engine phase ≈ 0.5 s: 2 engines × 100 requests at 200/s, 2 in flight" in out
+    assert "higher send budget" not in out
+    many = dict(GOOD, engines=[
+        {"name": f"e{i}", "url": f"http://127.0.0.1:{20000 + i}", "bus": "orders",
+         "stream": f"s{i}", "group": f"g{i}"} for i in range(700)], pairs=[])
+    big = write(tmp_path, many, "big.yaml")
+    assert main(["validate", "--config", str(big), "--slo", str(REPO / "slo")]) == 0
+    out = capsys.readouterr().out
+    assert "engine phase ≈ 35.0 s: 700 engines" in out and "higher send budget" in out
