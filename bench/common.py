@@ -22,9 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def row(group: str, metric: str, value: float | None, unit: str, *, target: float | None = None,
         better: str = "lower", peer: float | None = None, peer_tool: str = "",
-        note: str = "", raw: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One figure. With ``peer`` the checked number is the ratio value/peer, else the value."""
-    ratio = (value / peer) if (value is not None and peer) else None
+        note: str = "", raw: dict[str, Any] | None = None,
+        ratio: float | None = None) -> dict[str, Any]:
+    """One figure. With ``peer`` the checked number is the ratio value/peer, else the value.
+    ``ratio`` overrides value/peer (e.g. the median of paired per-round ratios)."""
+    if ratio is None:
+        ratio = (value / peer) if (value is not None and peer) else None
     checked = ratio if peer is not None else value
     met = None
     if target is not None and checked is not None:
