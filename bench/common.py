@@ -103,7 +103,17 @@ def _status_mb(pid: int, key: str) -> float | None:
     return None
 
 
-def _descendants(pid: int) -> list[int]:
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def _descendants(pid: int, *, forks: bool = True) -> list[int]:
+    """Every descendant of ``pid``; with ``forks=False`` not those caught between fork and
+    exec (same command line as their parent): such a child runs on its parent's pages (vfork
+    shares them outright), so its VmRSS is the parent's memory counted a second time."""
     out: list[int] = []
     todo = [pid]
     while todo:
@@ -117,14 +127,19 @@ def _descendants(pid: int) -> list[int]:
                 kids = [int(k) for k in (task / "children").read_text().split()]
             except OSError:
                 continue
-            out += kids
             todo += kids
+            if not forks:
+                mine = _cmdline(p)
+                kids = [k for k in kids if _cmdline(k) != mine]
+            out += kids
     return out
 
 
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants right now (Linux), MiB."""
-    return sum(_status_mb(p, "VmRSS:") or 0.0 for p in [pid, *_descendants(pid)])
+    """Resident memory of a process and all its descendants right now (Linux), MiB; a child
+    not yet exec'd is not counted (see ``_descendants``)."""
+    return sum(_status_mb(p, "VmRSS:") or 0.0
+               for p in [pid, *_descendants(pid, forks=False)])
 
 
 def _vm_hwm_mb(pid: int) -> float | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import gc
 import select
 import selectors
@@ -34,13 +34,25 @@ SPIN_NS = 300_000  # wake this early, then spin: covers the wake-up jitter measu
 _PR_SET_TIMERSLACK = 29
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # dlopen(NULL): the symbols already loaded, libc's among them. Not ctypes.util.find_library,
+    # which forks `ldconfig -p` (1.6 ms, and a copy of the probe process) on every call, and
+    # each probe thread used to call it while other probes were timing.
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def lower_timer_slack() -> None:
     """Make this thread's sleeps and selects wake within microseconds (Linux only)."""
     if not sys.platform.startswith("linux"):
         return
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(1), 0, 0, 0)
+    libc = _libc()
+    if libc is not None:
+        with contextlib.suppress(Exception):
+            libc.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(1), 0, 0, 0)
 
 
 def sleep_until_ns(target_ns: int) -> None:

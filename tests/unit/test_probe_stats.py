@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from dualbus_pipeline.probes.model import SampleBatch
@@ -113,3 +115,30 @@ def test_waiting_for_a_connection_is_the_targets_latency_not_probe_lateness() ->
         late.add(intended, intended + int(0.4 * MS), intended + int(0.7 * MS), True)
         late.dispatch_ns.append(intended + int(0.4 * MS))  # the probe itself was late
     assert not summarize(late, 200.0, min_samples=20).valid
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl timer slack is Linux's")
+def test_timer_slack_is_lowered_without_spawning_a_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+    import subprocess
+    import threading
+
+    from dualbus_pipeline.probes import timing
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("lower_timer_slack spawned a process")
+
+    # ctypes.util.find_library forks `ldconfig -p`: it must not run while probes time.
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    timing._libc.cache_clear()
+    got: dict[str, int] = {}
+
+    def body() -> None:
+        timing.lower_timer_slack()
+        got["slack_ns"] = ctypes.CDLL(None).prctl(30, 0, 0, 0, 0)  # PR_GET_TIMERSLACK
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert got["slack_ns"] == 1
