@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import random
+import select
+import selectors
 import signal
 import sys
 import time
@@ -88,15 +90,43 @@ class HostSpec:
                    stream_maxlen=int(d.get("stream_maxlen", 10_000)))
 
 
-async def precise_sleep(seconds: float) -> None:
-    """Sleep `seconds` with sub-millisecond accuracy.
+FINE_SPIN_S = 0.0002  # on a host loop with microsecond timers (delay faults), spin only this
+COARSE_SPIN_S = 0.0015  # on a default loop (epoll: whole milliseconds), spin this much
 
-    asyncio timers round up to the selector's 1 ms granularity, which would make a 0.5 ms and
-    a 0.8 ms fault indistinguishable; the last ~1.5 ms are spun with `sleep(0)`, which still
-    lets the engine's other requests run.
+
+class MicrosecondEpoll(selectors.EpollSelector):
+    """epoll whose timed waits keep their microseconds: ``epoll_wait`` rounds a timeout up to
+    whole milliseconds, so a host with a delay fault waits in ``select(2)`` on the epoll
+    descriptor (readable when any watched socket is) and then reads the events without
+    blocking. Used only by hosts with a delay fault (``host_loop``)."""
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0:
+            select.select([self.fileno()], [], [], timeout)
+            timeout = 0
+        return super().select(timeout)
+
+
+def host_loop(spec: HostSpec) -> asyncio.AbstractEventLoop:
+    """A host's event loop. With a delay fault, microsecond timers: the delay is slept, and only
+    its last ``FINE_SPIN_S`` spun. Spinning a whole 1 ms delay cost a fifth of a core at 200
+    requests/s, and under CPU contention (1,000 engines and their probe on two cores) the spin
+    was preempted and the delay grew by the wait (docs/benchmarks.md, "Scale")."""
+    fine = hasattr(selectors, "EpollSelector") and any(e.fault.delay_ms for e in spec.engines)
+    return asyncio.SelectorEventLoop(MicrosecondEpoll()) if fine else asyncio.new_event_loop()
+
+
+async def precise_sleep(seconds: float) -> None:
+    """Sleep `seconds` with sub-millisecond accuracy: sleep on the loop's timers, spin the rest.
+
+    Default asyncio timers round up to the selector's 1 ms granularity, which would make a
+    0.5 ms and a 0.8 ms fault indistinguishable; the spin (`sleep(0)` turns) still lets the
+    engine's other requests run. On a ``MicrosecondEpoll`` loop only the last 0.2 ms is spun.
     """
     end = time.perf_counter() + seconds
-    coarse = seconds - 0.0015
+    loop = asyncio.get_running_loop()
+    fine = isinstance(getattr(loop, "_selector", None), MicrosecondEpoll)
+    coarse = seconds - (FINE_SPIN_S if fine else COARSE_SPIN_S)
     if coarse > 0:
         await asyncio.sleep(coarse)
     while time.perf_counter() < end:
@@ -306,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     spec = HostSpec.load(Path(args[0]))
     log.info("host %s: pid %d, %d engine(s)", spec.host_id, os.getpid(), len(spec.engines))
-    return asyncio.run(_main(spec))
+    with asyncio.Runner(loop_factory=lambda: host_loop(spec)) as runner:
+        return runner.run(_main(spec))
 
 
 if __name__ == "__main__":
