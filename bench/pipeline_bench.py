@@ -200,9 +200,9 @@ def _scale_figures(warehouse: Path) -> dict[str, Any]:
     try:
         (run_id,) = con.execute("SELECT run_id FROM runs WHERE status = 'completed' "
                                 "ORDER BY started_at DESC LIMIT 1").fetchone() or (None,)
-        p50, lat99 = con.execute(
-            "SELECT p50, lateness_p99_ms FROM summaries WHERE run_id = ? AND scope = 'engine' "
-            "AND target = 'e0000'", [run_id]).fetchone() or (None, None)
+        p50, lat99, valid = con.execute(
+            "SELECT p50, lateness_p99_ms, valid FROM summaries WHERE run_id = ? "
+            "AND scope = 'engine' AND target = 'e0000'", [run_id]).fetchone() or (None,) * 3
         others = con.execute(
             "SELECT median(p50) FROM summaries WHERE run_id = ? AND scope = 'engine' "
             "AND target <> 'e0000'", [run_id]).fetchone()
@@ -216,6 +216,7 @@ def _scale_figures(warehouse: Path) -> dict[str, Any]:
     finally:
         con.close()
     return {"run_id": run_id, "e0000_p50": p50, "e0000_lateness_p99": lat99,
+            "e0000_valid": valid,
             "others_p50": others[0] if others else None, "engines": total,
             "invalid": invalid, "report_bytes": dict(report),
             "charts": (html[0].count("<svg") if html else 0)}
@@ -256,8 +257,10 @@ def bench_scale(sizes: list[int], fast_rate: float | None = 5000.0) -> list[dict
                            note=f"with its probe process; CLI alone {res.peak_rss_mb:.0f} MB"))
             out.append(row("scale", f"{tag}: engine probing", res.steps.get("probing"), "s",
                            note="bus + engine + pair probes"))
+            flagged = "" if fig["e0000_valid"] else "; the probe flagged this summary invalid"
             out.append(row("scale", f"{tag}: e0000 (1 ms delay) p50",
-                           fig["e0000_p50"], "ms", note="must not drift with N"))
+                           fig["e0000_p50"], "ms", note=f"must not drift with N; probe "
+                           f"lateness p99 {fig['e0000_lateness_p99']} ms{flagged}"))
             out.append(row("scale", f"{tag}: other engines median p50", fig["others_p50"],
                            "ms"))
             out.append(row("scale", f"{tag}: engine summaries invalid (lateness)",
