@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dualbus_pipeline import progress
 from dualbus_pipeline.errors import InputError, PipelineError
 from dualbus_pipeline.lowpriority import IdleWorker
+
+if TYPE_CHECKING:
+    from dualbus_pipeline.config import Topology
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -88,18 +91,7 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
             dagster = idle.submit(start_dagster)
             dagster.add_done_callback(lambda _: session.release())
         if not quiet:
-            print(f"dualbus: running {cfg.topology.platform!r} "
-                  f"({len(cfg.topology.buses)} buses, {len(cfg.topology.engines)} engines, "
-                  f"{len(cfg.topology.pairs)} pairs) → {wh.path}", flush=True)
-            from dualbus_pipeline.probes.engine import (
-                LONG_ENGINE_PHASE_S,
-                engine_phase_line,
-                engine_phase_s,
-            )
-
-            n = len(cfg.topology.engines)
-            if engine_phase_s(cfg.topology.probe, n) > LONG_ENGINE_PHASE_S:
-                print(f"  note: {engine_phase_line(cfg.topology.probe, n)}", flush=True)
+            print("\n".join(banner(cfg.topology, wh.path)), flush=True)
         session.wait()
         idle.restore()  # the measurement is over: finish start-up at normal priority if we may
         recorded.result()
@@ -125,6 +117,23 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     report = wh.reports_dir / result.run_id / "report.html"
     return RunOutcome(run_id=result.run_id, warehouse=wh.path, report_html=report,
                       seconds=time.perf_counter() - started)
+
+
+def banner(topology: Topology, warehouse: Path) -> list[str]:
+    """What `dualbus run` prints before the probes report: the platform, and when the engine
+    phase will be long, how long and which setting shortens it."""
+    from dualbus_pipeline.probes.engine import (
+        LONG_ENGINE_PHASE_S,
+        engine_phase_line,
+        engine_phase_s,
+    )
+
+    t = topology
+    lines = [f"dualbus: running {t.platform!r} ({len(t.buses)} buses, {len(t.engines)} "
+             f"engines, {len(t.pairs)} pairs) → {warehouse}"]
+    if engine_phase_s(t.probe, len(t.engines)) > LONG_ENGINE_PHASE_S:
+        lines.append(f"  note: {engine_phase_line(t.probe, len(t.engines))}")
+    return lines
 
 
 def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> tuple[Any, Any, bool]:

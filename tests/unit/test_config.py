@@ -213,3 +213,19 @@ def test_validate_states_the_engine_phase_and_when_it_is_long(
     assert main(["validate", "--config", str(big), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
     assert "engine phase ≈ 35.0 s: 700 engines" in out and "higher send budget" in out
+
+
+def test_run_banner_notes_a_long_engine_phase_only(tmp_path: Path) -> None:
+    from dualbus_pipeline.commands.run import banner
+
+    short = load_config(write(tmp_path, GOOD)).topology
+    lines = banner(short, tmp_path / "w.duckdb")
+    assert lines == [f"dualbus: running 'Orbital' (2 buses, 2 engines, 1 pairs) → "
+                     f"{tmp_path / 'w.duckdb'}"]
+    many = dict(GOOD, engines=[
+        {"name": f"e{i}", "url": f"http://127.0.0.1:{20000 + i}", "bus": "orders",
+         "stream": f"s{i}", "group": f"g{i}"} for i in range(700)], pairs=[])
+    long = load_config(write(tmp_path, many, "big.yaml")).topology
+    lines = banner(long, tmp_path / "w.duckdb")
+    assert len(lines) == 2 and "700 engines" in lines[0]
+    assert lines[1].startswith("  note: engine phase ≈ 35.0 s") and "higher send budget" in lines[1]
