@@ -107,13 +107,20 @@ class MicrosecondEpoll(selectors.EpollSelector):
         return super().select(timeout)
 
 
+class MicrosecondLoop(asyncio.SelectorEventLoop):
+    """An event loop on ``MicrosecondEpoll``: its timers fire within microseconds."""
+
+    def __init__(self) -> None:
+        super().__init__(MicrosecondEpoll())
+
+
 def host_loop(spec: HostSpec) -> asyncio.AbstractEventLoop:
     """A host's event loop. With a delay fault, microsecond timers: the delay is slept, and only
     its last ``FINE_SPIN_S`` spun. Spinning a whole 1 ms delay cost a fifth of a core at 200
     requests/s, and under CPU contention (1,000 engines and their probe on two cores) the spin
     was preempted and the delay grew by the wait (docs/benchmarks.md, "Scale")."""
     fine = hasattr(selectors, "EpollSelector") and any(e.fault.delay_ms for e in spec.engines)
-    return asyncio.SelectorEventLoop(MicrosecondEpoll()) if fine else asyncio.new_event_loop()
+    return MicrosecondLoop() if fine else asyncio.new_event_loop()
 
 
 async def precise_sleep(seconds: float) -> None:
@@ -121,11 +128,10 @@ async def precise_sleep(seconds: float) -> None:
 
     Default asyncio timers round up to the selector's 1 ms granularity, which would make a
     0.5 ms and a 0.8 ms fault indistinguishable; the spin (`sleep(0)` turns) still lets the
-    engine's other requests run. On a ``MicrosecondEpoll`` loop only the last 0.2 ms is spun.
+    engine's other requests run. On a ``MicrosecondLoop`` only the last 0.2 ms is spun.
     """
     end = time.perf_counter() + seconds
-    loop = asyncio.get_running_loop()
-    fine = isinstance(getattr(loop, "_selector", None), MicrosecondEpoll)
+    fine = isinstance(asyncio.get_running_loop(), MicrosecondLoop)
     coarse = seconds - (FINE_SPIN_S if fine else COARSE_SPIN_S)
     if coarse > 0:
         await asyncio.sleep(coarse)
