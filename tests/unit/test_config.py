@@ -187,6 +187,13 @@ def test_cli_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "Traceback" not in "\n".join(err)
 
 
+def with_engines(n: int) -> dict[str, object]:
+    """GOOD with n engines on the orders bus and no pairs."""
+    return dict(GOOD, engines=[
+        {"name": f"e{i}", "url": f"http://127.0.0.1:{20000 + i}", "bus": "orders",
+         "stream": f"s{i}", "group": f"g{i}"} for i in range(n)], pairs=[])
+
+
 def test_validate_states_the_engine_phase_and_when_it_is_long(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dualbus_pipeline.config import ProbeSettings
@@ -206,9 +213,7 @@ def test_validate_states_the_engine_phase_and_when_it_is_long(
     out = capsys.readouterr().out
     assert "engine phase ≈ 0.5 s: 2 engines × 100 requests at 200/s, 2 in flight" in out
     assert "higher send budget" not in out
-    many = dict(GOOD, engines=[
-        {"name": f"e{i}", "url": f"http://127.0.0.1:{20000 + i}", "bus": "orders",
-         "stream": f"s{i}", "group": f"g{i}"} for i in range(700)], pairs=[])
+    many = with_engines(700)
     big = write(tmp_path, many, "big.yaml")
     assert main(["validate", "--config", str(big), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
@@ -222,9 +227,7 @@ def test_run_banner_notes_a_long_engine_phase_only(tmp_path: Path) -> None:
     lines = banner(short, tmp_path / "w.duckdb")
     assert lines == [f"dualbus: running 'Orbital' (2 buses, 2 engines, 1 pairs) → "
                      f"{tmp_path / 'w.duckdb'}"]
-    many = dict(GOOD, engines=[
-        {"name": f"e{i}", "url": f"http://127.0.0.1:{20000 + i}", "bus": "orders",
-         "stream": f"s{i}", "group": f"g{i}"} for i in range(700)], pairs=[])
+    many = with_engines(700)
     long = load_config(write(tmp_path, many, "big.yaml")).topology
     lines = banner(long, tmp_path / "w.duckdb")
     assert len(lines) == 2 and "700 engines" in lines[0]
