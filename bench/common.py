@@ -122,6 +122,7 @@ def _descendants(pid: int, *, forks: bool = True) -> list[int]:
             tasks = list(Path(f"/proc/{p}/task").iterdir())
         except OSError:
             continue
+        mine = None if forks else _cmdline(p)
         for task in tasks:
             try:
                 kids = [int(k) for k in (task / "children").read_text().split()]
@@ -129,7 +130,6 @@ def _descendants(pid: int, *, forks: bool = True) -> list[int]:
                 continue
             todo += kids
             if not forks:
-                mine = _cmdline(p)
                 kids = [k for k in kids if _cmdline(k) != mine]
             out += kids
     return out
