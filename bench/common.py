@@ -10,6 +10,7 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,7 @@ class ChildRun:
     load_after: float
     steps: dict[str, float] = field(default_factory=dict)
     tree_peak_rss_mb: float = 0.0  # the process and its children together, polled
+    cpu_s: float = 0.0  # user + system CPU of the process and the children it reaped (wait4)
 
 
 def _status_mb(pid: int, key: str) -> float | None:
@@ -142,6 +144,20 @@ def tree_rss_mb(pid: int) -> float:
                for p in [pid, *_descendants(pid, forks=False)])
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds used so far by the given live processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in set(pids):
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()  # comm may hold spaces: split after it
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def _vm_hwm_mb(pid: int) -> float | None:
     """Peak RSS of a live process so far (Linux VmHWM), in MiB."""
     return _status_mb(pid, "VmHWM:")
@@ -185,7 +201,7 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
     if not peak:  # not Linux: best effort
         peak = usage.ru_maxrss / 1024
     return ChildRun(proc.returncode, wall, peak, stdout, stderr, load0, loadavg(),
-                    tree_peak_rss_mb=max(tree, peak))
+                    tree_peak_rss_mb=max(tree, peak), cpu_s=usage.ru_utime + usage.ru_stime)
 
 
 def need(tool: str, hint: str) -> bool:

@@ -9,9 +9,11 @@
   compared with the probes alone under the same machine conditions.
 * scale: one synthetic stack of the largest N (`StackManager` + `synthetic_topology`, 250
   engines per host process, striped; e0000 with a 1 ms delay fault in a process of its own);
-  topologies with the first N engines (13, 100, 1,000) run in turn. Reports wall, RSS,
-  engine-phase seconds, e0000's p50 (must not drift with N), the share of engine summaries
-  flagged invalid (probe lateness), report size and chart count.
+  topologies with the first N engines (13, 100, 1,000) run in turn, then the largest N at a
+  5,000/s send budget and with 30 requests per engine. Reports wall, RSS, engine-phase
+  seconds, the CPU seconds each run cost (dualbus from wait4, the stack's processes from
+  /proc) and per engine request, e0000's p50 (must not drift with N), the share of engine
+  summaries flagged invalid (probe lateness), report size and chart count.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import duckdb
 import yaml
 
-from bench.common import ROOT, ChildRun, row, run_child
+from bench.common import ROOT, ChildRun, cpu_seconds, row, run_child
 from dualbus_pipeline.config import Fault, load_config
 from dualbus_pipeline.stack.manager import StackManager
 from dualbus_pipeline.stack.redis_server import free_port
@@ -183,10 +185,13 @@ def _figures(engines: list[tuple[float, bool]], ping: float | None,
             "ping_p50": float(ping or 0.0), "pair_p50": float(pair or 0.0)}
 
 
-def _subset(full: Path, n: int, dest: Path, send_rate: float | None = None) -> Path:
+def _subset(full: Path, n: int, dest: Path, send_rate: float | None = None,
+            requests: int | None = None) -> Path:
     doc = yaml.safe_load(full.read_text())
     if send_rate is not None:
         doc.setdefault("probe", {})["engine_max_send_rate_per_s"] = send_rate
+    if requests is not None:
+        doc.setdefault("probe", {})["engine_requests"] = requests
     doc["engines"] = doc["engines"][:n]
     names = {e["name"] for e in doc["engines"]}
     doc["pairs"] = [p for p in doc["pairs"] if p["from"] in names and p["to"] in names]
@@ -206,9 +211,9 @@ def _scale_figures(warehouse: Path) -> dict[str, Any]:
         others = con.execute(
             "SELECT median(p50) FROM summaries WHERE run_id = ? AND scope = 'engine' "
             "AND target <> 'e0000'", [run_id]).fetchone()
-        total, invalid = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE NOT valid) FROM summaries "
-            "WHERE run_id = ? AND scope = 'engine'", [run_id]).fetchone() or (0, 0)
+        total, invalid, samples = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT valid), sum(count) FROM summaries "
+            "WHERE run_id = ? AND scope = 'engine'", [run_id]).fetchone() or (0, 0, 0)
         report = con.execute("SELECT format, length(content) FROM reports WHERE run_id = ?",
                              [run_id]).fetchall()
         html = con.execute("SELECT content FROM reports WHERE run_id = ? AND format = 'html'",
@@ -218,16 +223,23 @@ def _scale_figures(warehouse: Path) -> dict[str, Any]:
     return {"run_id": run_id, "e0000_p50": p50, "e0000_lateness_p99": lat99,
             "e0000_valid": valid,
             "others_p50": others[0] if others else None, "engines": total,
-            "invalid": invalid, "report_bytes": dict(report),
+            "invalid": invalid, "engine_samples": int(samples or 0),
+            "report_bytes": dict(report),
             "charts": (html[0].count("<svg") if html else 0)}
 
 
-def bench_scale(sizes: list[int], fast_rate: float | None = 5000.0) -> list[dict[str, Any]]:
-    """Each N at the default send-rate budget (2,000 sends/s), then the largest N again with
-    ``engine_max_send_rate_per_s: fast_rate`` — the budget a user probing 1,000 engines from
-    a host with two free cores would set (docs/benchmarks.md, "Scale") — with the drift of
-    the fixed-delay engine's p50 at that budget, so the time it buys is shown with what it
-    costs in fidelity."""
+FEW_REQUESTS = 30  # the per-engine sample count of the "fewer samples" scale row
+
+
+def bench_scale(sizes: list[int], fast_rate: float | None = 5000.0,
+                few_requests: int | None = FEW_REQUESTS) -> list[dict[str, Any]]:
+    """Each N at the default settings (2,000 sends/s, 100 requests per engine), then the
+    largest N again two ways that shorten its engine phase: ``engine_max_send_rate_per_s:
+    fast_rate`` (the budget a user probing 1,000 engines from a host with two free cores would
+    set) and ``engine_requests: few_requests`` at the default budget — each with the drift of
+    the fixed-delay engine's p50, so the time bought is shown with what it costs. Every run
+    also reports the CPU seconds it cost (dualbus and the stack), per engine request: the
+    machine's floor for the run, whatever the budget (docs/benchmarks.md, "Scale")."""
     tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-scale-"))
     base = load_config(reference_config(tmp))
     biggest = max(sizes)
@@ -235,54 +247,98 @@ def bench_scale(sizes: list[int], fast_rate: float | None = 5000.0) -> list[dict
     cfg = synthetic_topology(base, biggest, tmp / "stack", base_port=base_port)
     stack = StackManager(cfg, tmp / "stack")
     out: list[dict[str, Any]] = []
+    costs: list[tuple[str, float, float, int]] = []  # tag, dualbus CPU s, stack CPU s, samples
     try:
         status = stack.up("healthy", faults={"e0000": Fault(delay_ms=1.0)})
         if not status.ok:
             raise RuntimeError("synthetic stack did not come up")
-        plan: list[tuple[int, float | None]] = [(n, None) for n in sizes]
+        stack_pids = [c.pid for c in status.buses + status.engines if c.pid]
+        plan: list[tuple[int, float | None, int | None]] = [(n, None, None) for n in sizes]
         if fast_rate is not None:
-            plan.append((biggest, fast_rate))
-        for n, rate in plan:
-            tag = f"N={n}" if rate is None else f"N={n} @{rate:g}/s"
-            topo = _subset(Path(cfg.path), n, tmp / f"topology-{n}-{rate}.yaml", rate)
-            wh = tmp / f"wh-{n}-{rate}.duckdb"
+            plan.append((biggest, fast_rate, None))
+        if few_requests is not None:
+            plan.append((biggest, None, few_requests))
+        for n, rate, requests in plan:
+            tag = (f"N={n}" + ("" if rate is None else f" @{rate:g}/s")
+                   + ("" if requests is None else f" ×{requests} requests"))
+            topo = _subset(Path(cfg.path), n, tmp / f"topology-{n}-{rate}-{requests}.yaml",
+                           rate, requests)
+            wh = tmp / f"wh-{n}-{rate}-{requests}.duckdb"
+            stack_cpu0 = cpu_seconds(stack_pids)
             res = dualbus_run(topo, wh)
+            stack_cpu = cpu_seconds(stack_pids) - stack_cpu0
             fig = _scale_figures(wh)
-            share = fig["invalid"] / fig["engines"] if fig["engines"] else None
-            raw = {"steps": res.steps, "figures": fig, "load": [res.load_before,
-                                                                res.load_after]}
-            out.append(row("scale", f"{tag}: dualbus run wall", round(res.wall_s, 2), "s",
-                           target=30.0 if n >= 1000 else None, raw=raw))
-            out.append(row("scale", f"{tag}: peak RSS", round(res.tree_peak_rss_mb, 1), "MB",
-                           note=f"with its probe process; CLI alone {res.peak_rss_mb:.0f} MB"))
-            out.append(row("scale", f"{tag}: engine probing", res.steps.get("probing"), "s",
-                           note="bus + engine + pair probes"))
-            flagged = "" if fig["e0000_valid"] else "; the probe flagged this summary invalid"
-            out.append(row("scale", f"{tag}: e0000 (1 ms delay) p50",
-                           fig["e0000_p50"], "ms", note=f"must not drift with N; probe "
-                           f"lateness p99 {fig['e0000_lateness_p99']} ms{flagged}"))
-            out.append(row("scale", f"{tag}: other engines median p50", fig["others_p50"],
-                           "ms"))
-            out.append(row("scale", f"{tag}: engine summaries invalid (lateness)",
-                           None if share is None else round(100 * share, 1), "%",
-                           note=f"{fig['invalid']}/{fig['engines']}"))
-            out.append(row("scale", f"{tag}: report html / md / json",
-                           round(fig["report_bytes"].get("html", 0) / 1024, 1), "KiB",
-                           note=f"md {fig['report_bytes'].get('md', 0) // 1024} KiB, json "
-                           f"{fig['report_bytes'].get('json', 0) // 1024} KiB, "
-                           f"{fig['charts']} charts"))
+            out += _scale_rows(tag, n, res, fig, stack_cpu)
+            costs.append((tag, res.cpu_s, stack_cpu, fig["engine_samples"]))
     finally:
         stack.down()
-    # Make the first and largest N comparable in one number, at each budget.
+    out += _marginal_cpu_rows(costs)
+    # Make the first and largest N comparable in one number, for each way of running N.
     p50s = [r for r in out if "e0000 (1 ms delay) p50" in r["metric"] and r["value"]]
-    default = [r for r in p50s if "@" not in r["metric"]]
-    if len(default) >= 2:
-        for label, last in (("", default[-1]), (f" @{fast_rate:g}/s", p50s[-1])):
-            if label and last is default[-1]:
+    if len(p50s) >= 2 and p50s[0]["metric"].startswith(f"N={sizes[0]}:"):
+        first = p50s[0]
+        for last in p50s[1:]:
+            tag = last["metric"].split(":")[0]
+            if not tag.startswith(f"N={biggest}"):
                 continue
-            out.append(row("scale", f"e0000 p50 drift N={sizes[-1]}{label} vs N={sizes[0]}",
-                           round(last["value"] / default[0]["value"], 3), "x", target=1.2,
+            out.append(row("scale", f"e0000 p50 drift {tag} vs N={sizes[0]}",
+                           round(last["value"] / first["value"], 3), "x", target=1.2,
                            note="ratio of the fixed-delay engine's p50"))
+    return out
+
+
+def _scale_rows(tag: str, n: int, res: ChildRun, fig: dict[str, Any],
+                stack_cpu: float) -> list[dict[str, Any]]:
+    share = fig["invalid"] / fig["engines"] if fig["engines"] else None
+    raw = {"steps": res.steps, "figures": fig, "load": [res.load_before, res.load_after],
+           "cpu_s": {"dualbus": round(res.cpu_s, 2), "stack": round(stack_cpu, 2)}}
+    flagged = "" if fig["e0000_valid"] else "; the probe flagged this summary invalid"
+    cores = os.cpu_count() or 1
+    cpu = res.cpu_s + stack_cpu
+    return [
+        row("scale", f"{tag}: dualbus run wall", round(res.wall_s, 2), "s",
+            target=30.0 if n >= 1000 else None, raw=raw),
+        row("scale", f"{tag}: peak RSS", round(res.tree_peak_rss_mb, 1), "MB",
+            note=f"with its probe process; CLI alone {res.peak_rss_mb:.0f} MB"),
+        row("scale", f"{tag}: engine probing", res.steps.get("probing"), "s",
+            note="bus + engine + pair probes"),
+        row("scale", f"{tag}: CPU of the run, dualbus + stack", round(cpu, 1), "s",
+            note=f"dualbus {res.cpu_s:.1f} s (CLI, Dagster, probe process), stack "
+            f"{stack_cpu:.1f} s (engine hosts, Redis); ÷ {cores} cores = "
+            f"{cpu / cores:.1f} s at 100 % of every core"),
+        row("scale", f"{tag}: e0000 (1 ms delay) p50", fig["e0000_p50"], "ms",
+            note=f"must not drift with N; probe lateness p99 "
+            f"{fig['e0000_lateness_p99']} ms{flagged}"),
+        row("scale", f"{tag}: other engines median p50", fig["others_p50"], "ms"),
+        row("scale", f"{tag}: engine summaries invalid (lateness)",
+            None if share is None else round(100 * share, 1), "%",
+            note=f"{fig['invalid']}/{fig['engines']}"),
+        row("scale", f"{tag}: report html / md / json",
+            round(fig["report_bytes"].get("html", 0) / 1024, 1), "KiB",
+            note=f"md {fig['report_bytes'].get('md', 0) // 1024} KiB, json "
+            f"{fig['report_bytes'].get('json', 0) // 1024} KiB, {fig['charts']} charts"),
+    ]
+
+
+def _marginal_cpu_rows(costs: list[tuple[str, float, float, int]]) -> list[dict[str, Any]]:
+    """CPU per engine request beyond the first (smallest) run: the fixed costs (Dagster, bus
+    and pair probes) cancel, what is left is what each request costs the probe and the stack
+    together, and with it the engine phase's floor on this machine: its requests' CPU spread
+    over every core, with nothing else running and no headroom left for honest latency."""
+    if len(costs) < 2:
+        return []
+    cores = os.cpu_count() or 1
+    _, d0, s0, n0 = costs[0]
+    out = []
+    for tag, d1, s1, n1 in costs[1:]:
+        if n1 <= n0:
+            continue
+        dualbus, stack = 1e6 * (d1 - d0) / (n1 - n0), 1e6 * (s1 - s0) / (n1 - n0)
+        floor = (dualbus + stack) * n1 / 1e6 / cores
+        out.append(row("scale", f"{tag}: CPU per engine request", round(dualbus + stack),
+                       "µs", note=f"dualbus {dualbus:.0f} + stack {stack:.0f} µs, marginal "
+                       f"over {costs[0][0]}; {n1} requests ÷ {cores} cores = engine phase "
+                       f"≥ {floor:.1f} s at 100 % of every core"))
     return out
 
 

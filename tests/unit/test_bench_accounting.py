@@ -1,0 +1,52 @@
+"""The bench's CPU accounting: real processes read through /proc, and the marginal arithmetic
+that turns two runs into a per-request cost (benchmarks are not tests; their bookkeeping is)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.common import cpu_seconds
+from bench.pipeline_bench import _marginal_cpu_rows
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+BURN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n" \
+       "time.sleep(30)"
+
+
+def test_cpu_seconds_counts_a_busy_process_and_not_a_sleeping_one() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", BURN])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while cpu_seconds([busy.pid]) < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        burnt = cpu_seconds([busy.pid])
+        assert 0.4 <= burnt < 2.0
+        assert cpu_seconds([idle.pid]) < 0.3  # interpreter start-up only
+        # Pids are counted once, and one that is gone adds nothing.
+        assert cpu_seconds([busy.pid, busy.pid]) == pytest.approx(burnt, abs=0.05)
+        assert cpu_seconds([busy.pid, 2**22 + 1]) == pytest.approx(burnt, abs=0.05)
+    finally:
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
+
+
+def test_marginal_cpu_per_request_cancels_fixed_costs() -> None:
+    cores = os.cpu_count() or 1
+    rows = _marginal_cpu_rows([("N=13", 5.0, 1.0, 1_300),
+                               ("N=1000", 55.0, 31.0, 100_000),
+                               ("N=1000 ×30 requests", 20.0, 9.0, 1_000)])  # fewer: skipped
+    assert [r["metric"] for r in rows] == ["N=1000: CPU per engine request"]
+    (r,) = rows
+    per_request = (50.0 + 30.0) * 1e6 / (100_000 - 1_300)
+    assert r["value"] == round(per_request)
+    assert "dualbus 507 + stack 304 µs" in r["note"]
+    assert f"≥ {per_request * 100_000 / 1e6 / cores:.1f} s" in r["note"]
+    assert _marginal_cpu_rows([("N=13", 5.0, 1.0, 1_300)]) == []
