@@ -81,8 +81,8 @@ def engine_phase_line(settings: ProbeSettings, engines: int) -> str:
             f"{slots} in flight (probe.engine_max_send_rate_per_s "
             f"{settings.engine_max_send_rate_per_s:g})")
     if secs > LONG_ENGINE_PHASE_S:
-        line += ("; a higher send budget shortens it when the probe host has a free core "
-                 "(docs/configuration.md)")
+        line += ("; a higher send budget shortens it when the probe host has a free core, "
+                 "fewer probe.engine_requests in any case (docs/configuration.md)")
     return line
 
 

@@ -218,6 +218,7 @@ def test_validate_states_the_engine_phase_and_when_it_is_long(
     assert main(["validate", "--config", str(big), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
     assert "engine phase ≈ 35.0 s: 700 engines" in out and "higher send budget" in out
+    assert "fewer probe.engine_requests" in out
 
 
 def test_run_banner_notes_a_long_engine_phase_only(tmp_path: Path) -> None:
