@@ -73,6 +73,18 @@ def write_results(name: str, rows: list[dict[str, Any]], extra: dict[str, Any]) 
     return [js, cs]
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor has taken from this VM's vCPUs since boot (Linux /proc/stat
+    ``steal``; 0 elsewhere). A difference over a measurement says how much of it the host
+    took: latency figures from such a stretch are the host's as much as ours."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def loadavg() -> float:
     try:
         return round(os.getloadavg()[0], 2)
@@ -92,6 +104,7 @@ class ChildRun:
     steps: dict[str, float] = field(default_factory=dict)
     tree_peak_rss_mb: float = 0.0  # the process and its children together, polled
     cpu_s: float = 0.0  # user + system CPU of the process and the children it reaped (wait4)
+    steal_s: float = 0.0  # CPU seconds the hypervisor took from this VM meanwhile (steal_s())
 
 
 def _status_mb(pid: int, key: str) -> float | None:
@@ -172,7 +185,7 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
     water mark into a child across fork/vfork + exec, so a bench process that had grown to
     1 GB would report every child as >= 1 GB. Children of the child (the capacity-burst
     consumer) are not included."""
-    load0 = loadavg()
+    load0, steal0 = loadavg(), steal_s()
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.time_ns()}"
     peak = 0.0
     with open(f"{out_path}.out", "w+") as out, open(f"{out_path}.err", "w+") as err:
@@ -201,7 +214,8 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
     if not peak:  # not Linux: best effort
         peak = usage.ru_maxrss / 1024
     return ChildRun(proc.returncode, wall, peak, stdout, stderr, load0, loadavg(),
-                    tree_peak_rss_mb=max(tree, peak), cpu_s=usage.ru_utime + usage.ru_stime)
+                    tree_peak_rss_mb=max(tree, peak), cpu_s=usage.ru_utime + usage.ru_stime,
+                    steal_s=steal_s() - steal0)
 
 
 def need(tool: str, hint: str) -> bool:

@@ -132,6 +132,7 @@ def _run_rows(mode: str, runs: list[ChildRun], *, main: bool) -> list[dict[str, 
     med = sorted(runs, key=lambda r: r.wall_s)[len(runs) // 2]
     raw = {"rounds": [{"wall_s": round(r.wall_s, 3), "peak_rss_mb": round(r.peak_rss_mb, 1),
                        "tree_peak_rss_mb": round(r.tree_peak_rss_mb, 1), "steps": r.steps,
+                       "steal_s": round(r.steal_s, 2),
                        "load": [r.load_before, r.load_after]} for r in runs]}
     steps = med.steps
     label = f"DUALBUS_STARTUP={mode}" + (" (default)" if main else "")
@@ -291,13 +292,15 @@ def _scale_rows(tag: str, n: int, res: ChildRun, fig: dict[str, Any],
                 stack_cpu: float) -> list[dict[str, Any]]:
     share = fig["invalid"] / fig["engines"] if fig["engines"] else None
     raw = {"steps": res.steps, "figures": fig, "load": [res.load_before, res.load_after],
+           "steal_s": round(res.steal_s, 2),
            "cpu_s": {"dualbus": round(res.cpu_s, 2), "stack": round(stack_cpu, 2)}}
     flagged = "" if fig["e0000_valid"] else "; the probe flagged this summary invalid"
     cores = os.cpu_count() or 1
     cpu = res.cpu_s + stack_cpu
     return [
         row("scale", f"{tag}: dualbus run wall", round(res.wall_s, 2), "s",
-            target=30.0 if n >= 1000 else None, raw=raw),
+            target=30.0 if n >= 1000 else None, raw=raw,
+            note=f"hypervisor steal meanwhile {res.steal_s:.2f} CPU-s"),
         row("scale", f"{tag}: peak RSS", round(res.tree_peak_rss_mb, 1), "MB",
             note=f"with its probe process; CLI alone {res.peak_rss_mb:.0f} MB"),
         row("scale", f"{tag}: engine probing", res.steps.get("probing"), "s",
