@@ -239,8 +239,9 @@ def bench_scale(sizes: list[int], fast_rate: float | None = 5000.0,
     fast_rate`` (the budget a user probing 1,000 engines from a host with two free cores would
     set) and ``engine_requests: few_requests`` at the default budget — each with the drift of
     the fixed-delay engine's p50, so the time bought is shown with what it costs. Every run
-    also reports the CPU seconds it cost (dualbus and the stack), per engine request: the
-    machine's floor for the run, whatever the budget (docs/benchmarks.md, "Scale")."""
+    also reports the CPU seconds it cost (dualbus and the stack), and each larger run the CPU
+    per engine request at its settings: what the machine must spend on the engine phase, at
+    best (docs/benchmarks.md, "Scale")."""
     tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-scale-"))
     base = load_config(reference_config(tmp))
     biggest = max(sizes)

@@ -47,7 +47,7 @@ class RunOutcome:
 
 STARTUP_MODES = ("hold", "overlap", "serial")
 # Engines last: with DUALBUS_STARTUP=hold they wait for Dagster's start-up, which overlaps the
-# bus and pair phases (pairs measured undisturbed by it; docs/benchmarks.md).
+# bus and pair phases (pairs were not measurably disturbed by it; docs/benchmarks.md).
 RUN_PHASES: tuple[Phase, ...] = ("buses", "pairs", "engines")
 
 

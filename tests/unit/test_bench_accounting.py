@@ -15,7 +15,8 @@ from bench.pipeline_bench import _marginal_cpu_rows
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
-BURN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n" \
+# Burns 0.5 s of CPU, then sleeps; the test waits for 0.4 s (/proc counts whole clock ticks).
+BURN = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n" \
        "time.sleep(30)"
 
 
