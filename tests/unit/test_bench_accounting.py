@@ -51,3 +51,22 @@ def test_marginal_cpu_per_request_cancels_fixed_costs() -> None:
     assert "dualbus 507 + stack 304 µs" in r["note"]
     assert f"≥ {per_request * 100_000 / 1e6 / cores:.1f} s" in r["note"]
     assert _marginal_cpu_rows([("N=13", 5.0, 1.0, 1_300)]) == []
+
+
+def test_drift_is_taken_against_the_lower_baseline() -> None:
+    from bench.common import row
+    from bench.pipeline_bench import _drift_rows
+
+    def p50(tag: str, value: float) -> dict[str, object]:
+        return row("scale", f"{tag}: e0000 (1 ms delay) p50", value, "ms")
+
+    rows = [p50("N=13", 73.2), p50("N=100", 2.0), p50("N=1000", 2.4),
+            p50("N=1000 @5000/s", 300.0), p50("N=13 again", 1.9)]
+    drift = {r["metric"]: r for r in _drift_rows(rows, 13, 1000)}
+    # a disturbed first baseline (73 ms) must not turn 2.4 ms into "no drift"
+    assert drift["e0000 p50 drift N=1000 vs N=13"]["value"] == round(2.4 / 1.9, 3)
+    assert drift["e0000 p50 drift N=1000 vs N=13"]["met"] is False
+    assert drift["e0000 p50 drift N=1000 @5000/s vs N=13"]["value"] == round(300 / 1.9, 3)
+    assert set(drift) == {"e0000 p50 drift N=1000 vs N=13",
+                          "e0000 p50 drift N=1000 @5000/s vs N=13"}
+    assert _drift_rows([p50("N=1000", 2.4)], 13, 1000) == []
