@@ -52,11 +52,15 @@ TREND_CHARTS = 12
 
 _MD_SPECIAL = re.compile(r"([\\`*\[\]<>|&#!])")
 _MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_MD_ANY = re.compile(r"[\\`*\[\]<>|&#!_\r\n]")  # a character any rule below may change
 
 
 def md_escape(value: Any) -> str:
     """Escape text for Markdown: no HTML, no table breaks, no emphasis, no links."""
-    text = str(value).replace("\r", " ").replace("\n", " ")
+    text = str(value)
+    if _MD_ANY.search(text) is None:  # most values (numbers, names): one scan, no copies
+        return text
+    text = text.replace("\r", " ").replace("\n", " ")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return _MD_UNDERSCORE.sub(r"\\_", text)
 

@@ -146,6 +146,27 @@ def test_markdown_escapes_pipes_and_html() -> None:
     assert md_escape("_x_ *y*") == "\\_x\\_ \\*y\\*"
 
 
+def test_markdown_escape_fast_path_changes_nothing() -> None:
+    """Text with no character any rule touches is returned as is; everything else goes
+    through every rule: random strings over the special characters agree with the rules
+    applied unconditionally."""
+    import random
+    import re
+
+    def every_rule(value: object) -> str:
+        text = str(value).replace("\r", " ").replace("\n", " ")
+        text = re.sub(r"([\\`*\[\]<>|&#!])", r"\\\1", text)
+        return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+
+    rng = random.Random(5)
+    alphabet = "ab9 _.-\\`*[]<>|&#!\r\n"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        assert md_escape(text) == every_rule(text), repr(text)
+    for value in (0.35, 12, None, "e0000", "engine_logic", "a\nb", "x_"):
+        assert md_escape(value) == every_rule(value)
+
+
 def test_pipe_in_title_does_not_break_a_table(
         rendered: tuple[dict[str, Any], dict[str, str]]) -> None:
     results, _ = rendered
