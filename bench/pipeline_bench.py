@@ -34,7 +34,7 @@ import yaml
 from bench.common import ROOT, ChildRun, cpu_seconds, row, run_child
 from dualbus_pipeline.config import Fault, load_config
 from dualbus_pipeline.stack.manager import StackManager
-from dualbus_pipeline.stack.redis_server import free_port
+from dualbus_pipeline.stack.redis_server import free_ports
 from dualbus_pipeline.stack.synthetic import synthetic_topology
 
 STEP_RE = re.compile(r"✓ (\w+)\s+([\d.]+)s\s+(.*)$")
@@ -73,11 +73,15 @@ def reference_config(tmp: Path) -> Path:
     """The shipped dualbus.yaml with every port moved to a free one (so a stack on the
     shipped ports, or a Redis on 6379, is never touched)."""
     text = (ROOT / "dualbus.yaml").read_text()
+    used: list[int] = []
+
+    def port(_m: re.Match[str]) -> str:  # distinct: two single free-port picks can coincide
+        used.extend(free_ports(1, avoid=used))
+        return str(used[-1])
+
     text = re.sub(r"\$\{DUALBUS_REDIS_HOST:-127\.0\.0\.1\}", "127.0.0.1", text)
-    text = re.sub(r"\$\{DUALBUS_(MARKETDATA|ENGINE_LOGIC)_PORT:-\d+\}",
-                  lambda _m: str(free_port()), text)
-    text = re.sub(r"http://127\.0\.0\.1:(\d+)", lambda _m: f"http://127.0.0.1:{free_port()}",
-                  text)
+    text = re.sub(r"\$\{DUALBUS_(MARKETDATA|ENGINE_LOGIC)_PORT:-\d+\}", port, text)
+    text = re.sub(r"(?<=http://127\.0\.0\.1:)\d+", port, text)
     text = re.sub(r"^warehouse: .*$", f"warehouse: {tmp / 'wh.duckdb'}", text, flags=re.M)
     text += f"\nstack:\n  state_dir: {tmp / 'stack'}\n"
     path = tmp / "dualbus.yaml"

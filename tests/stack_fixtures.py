@@ -23,18 +23,9 @@ import yaml
 
 from dualbus_pipeline.config import Fault, LoadedConfig, load_config
 from dualbus_pipeline.stack.manager import StackManager
-from dualbus_pipeline.stack.redis_server import free_port, port_is_open
+from dualbus_pipeline.stack.redis_server import free_ports, port_is_open
 
 EngineDecl = str | Mapping[str, Any]
-
-
-def _free_ports(n: int, avoid: set[int]) -> list[int]:
-    out: list[int] = []
-    while len(out) < n:
-        p = free_port()
-        if p not in avoid and p not in out:
-            out.append(p)
-    return out
 
 
 def make_topology(tmp_path: Path, engines: Sequence[EngineDecl],
@@ -51,7 +42,7 @@ def make_topology(tmp_path: Path, engines: Sequence[EngineDecl],
     `<name>-group`. `faults` becomes the file's `stack.faults` section. The warehouse (and so
     the stack state dir) lives under `tmp_path`.
     """
-    ports = _free_ports(len(buses) + len(engines), set())
+    ports = free_ports(len(buses) + len(engines))
     bus_docs = [{"name": b, "url": f"redis://127.0.0.1:{ports[i]}/0"}
                 for i, b in enumerate(buses)]
     engine_docs: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +143,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(n: int, avoid: Iterable[int] = (), host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct free ports, none in ``avoid``: two ``free_port()`` picks with nothing
+    bound in between can return the same port."""
+    out: list[int] = []
+    taken = set(avoid)
+    while len(out) < n:
+        p = free_port(host)
+        if p not in taken:
+            taken.add(p)
+            out.append(p)
+    return out
