@@ -7,7 +7,7 @@ it then runs only on CPU time nobody else wants, and — unlike nice 19, which w
 first — a CPU running only idle-class work still counts as idle when the kernel places a
 waking task. That is not the whole story on a VM, where the host sees a busy vCPU either way:
 measured there, idle-class work beside the engine probes still raised their p50, so
-`dualbus run` lets it overlap only the bus and pair probes (docs/benchmarks.md has the A/B). Where
+`dualbus run` lets it overlap only the bus probes (docs/benchmarks.md has the A/B). Where
 ``SCHED_IDLE`` is unavailable the thread uses nice 19, elsewhere normal priority.
 
 An idle-class thread can be starved by a busy host. Once the measurement is over,

@@ -24,7 +24,6 @@ from dualbus_pipeline.lowpriority import IdleWorker
 
 if TYPE_CHECKING:
     from dualbus_pipeline.config import Topology
-    from dualbus_pipeline.probes.session import Phase
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -46,9 +45,6 @@ class RunOutcome:
 
 
 STARTUP_MODES = ("hold", "overlap", "serial")
-# Engines last: with DUALBUS_STARTUP=hold they wait for Dagster's start-up, which overlaps the
-# bus and pair phases (pairs were not measurably disturbed by it; docs/benchmarks.md).
-RUN_PHASES: tuple[Phase, ...] = ("buses", "pairs", "engines")
 
 
 def execute(config: str | None, slo: str | None, warehouse: str | None, *,
@@ -58,9 +54,9 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     The probes run in a child process opened first (probes/session.py): it imports while the
     inputs are validated and starts measuring once they are. Dagster is imported and the
     definitions and instance are built in an idle-priority thread (lowpriority.py) while the
-    buses and the pairs are probed; the engine phase, last, waits for it to finish. The job
-    itself starts when the measurement is over: nothing of Dagster runs at normal priority
-    while the probes time. DUALBUS_STARTUP=serial starts Dagster before any probe instead.
+    buses are probed; the engine and pair phases wait for it to finish. The job itself starts
+    when the measurement is over: nothing of Dagster runs at normal priority while the probes
+    time. DUALBUS_STARTUP=serial starts Dagster before any probe instead.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     startup = os.environ.get("DUALBUS_STARTUP") or "hold"  # docs/configuration.md
@@ -87,11 +83,10 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
         if dagster is not None:
             dagster.result()
         started, started_at = time.perf_counter(), datetime.now(UTC)
-        # The buses and then the pairs are probed while Dagster starts; the engines, whose
-        # latencies the start-up's CPU use disturbed (docs/benchmarks.md), go last and wait
+        # The buses are probed while Dagster starts; the engines and pairs, whose latencies
+        # the start-up's CPU use disturbed (docs/benchmarks.md, docs/decisions.md), wait
         # until it is done.
-        session.start(cfg.topology, run_id, RUN_PHASES,
-                      hold=("engines",) if startup == "hold" else ())
+        session.start(cfg.topology, run_id, hold=("engines",) if startup == "hold" else ())
         recorded = idle.submit(lambda: begin_run_record(wh, run_id, cfg, started_at=started_at))
         if dagster is None:
             dagster = idle.submit(start_dagster)

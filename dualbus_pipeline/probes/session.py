@@ -5,8 +5,8 @@ Why a child process
   the garbage collector and the CPU with the framework (one full collection there measured
   110 ms of probe lateness). The child holds nothing but the probes.
 * Overlap. `dualbus run` opens a session before it starts Dagster (importing Dagster and
-  creating an instance cost ~2.5 s of CPU here), so the framework starts while the buses and
-  pairs are probed instead of before everything (the engine phase is held until it is done:
+  creating an instance cost ~2.5 s of CPU here), so the framework starts while the buses are
+  probed instead of before everything (the engine phase is held until it is done:
   commands/run.py); the probe assets then take the measured phases. Under the Dagster UI or
   daemon nobody opens a session first and each probe asset runs its phase in a session of its
   own: one code path for the measurement either way.

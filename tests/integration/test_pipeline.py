@@ -76,14 +76,14 @@ def test_run_twice_stores_both_runs_with_every_sample(
     run_ids = [line.split()[1] for line in out.splitlines() if line.startswith("run ")]
     for run_id in run_ids:
         assert (tmp_path / "reports" / run_id / "results.json").exists()
-        # Phase order of `dualbus run` (one probe process, one clock): buses, pairs, then the
-        # engines, which wait for Dagster's start-up (commands/run.py RUN_PHASES).
-        bus_end, pair_start, pair_end, engine_start = (_count(wh, sql, [run_id]) for sql in (
+        # Phase order of `dualbus run` (one probe process, one clock): buses, then engines and
+        # pairs, which both wait for Dagster's start-up (docs/decisions.md).
+        bus_end, engine_start, engine_end, pair_start = (_count(wh, sql, [run_id]) for sql in (
             "SELECT max(done_ns) FROM bus_samples WHERE run_id = ?",
-            "SELECT min(intended_ns) FROM pair_samples WHERE run_id = ?",
-            "SELECT max(done_ns) FROM pair_samples WHERE run_id = ?",
-            "SELECT min(intended_ns) FROM engine_samples WHERE run_id = ?"))
-        assert bus_end < pair_start and pair_end < engine_start
+            "SELECT min(intended_ns) FROM engine_samples WHERE run_id = ?",
+            "SELECT max(done_ns) FROM engine_samples WHERE run_id = ?",
+            "SELECT min(intended_ns) FROM pair_samples WHERE run_id = ?"))
+        assert bus_end < engine_start and engine_end < pair_start
 
 
 @pytest.mark.parametrize("startup", ["overlap", "serial"])
