@@ -69,7 +69,7 @@ def engine_phase_s(settings: ProbeSettings, engines: int) -> float:
     return rounds * settings.engine_requests / settings.engine_rate_per_s
 
 
-LONG_ENGINE_PHASE_S = 30.0  # beyond this, `run` and `validate` say which setting shortens it
+LONG_ENGINE_PHASE_S = 30.0  # beyond this, `run` and `validate` say which settings shorten it
 
 
 def engine_phase_line(settings: ProbeSettings, engines: int) -> str:

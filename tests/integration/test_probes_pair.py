@@ -13,7 +13,7 @@ import redis
 from dualbus_pipeline.config import ProbeSettings, Topology
 from dualbus_pipeline.probes.pair import probe_pair
 from dualbus_pipeline.probes.runner import run_all
-from dualbus_pipeline.stack.redis_server import RedisProcess
+from dualbus_pipeline.stack.redis_server import RedisProcess, free_ports
 from tests.probe_targets import Responder, closed_port, health_server
 
 SETTINGS = ProbeSettings(pair_count=40, pair_rate_per_s=200, pair_timeout_s=0.5,
@@ -24,12 +24,11 @@ SETTINGS = ProbeSettings(pair_count=40, pair_rate_per_s=200, pair_timeout_s=0.5,
 
 def topology(bus_url: str, engine_urls: dict[str, str] | None = None) -> Topology:
     urls = engine_urls or {}
-    closed = closed_port()
+    closed = free_ports(2)  # nothing listens on them: connections are refused
     return Topology.model_validate({
         "platform": "T",
         "buses": [{"name": "logic", "url": bus_url}],
-        # distinct closed ports: two free-port picks with nothing listening can coincide
-        "engines": [{"name": n, "url": urls.get(n, f"http://127.0.0.1:{closed + i}"),
+        "engines": [{"name": n, "url": urls.get(n, f"http://127.0.0.1:{closed[i]}"),
                      "bus": "logic", "stream": f"{n}-stream", "group": f"{n}-group"}
                     for i, n in enumerate(("alpha", "beta"))],
         "pairs": [{"from": "alpha", "to": "beta"}],
