@@ -86,7 +86,12 @@ def is_alive(pid: int) -> bool:
         return True
     if sys.platform.startswith("linux"):
         stat = _proc_stat(pid)
-        return stat is not None and stat[0] != "Z"
+        if stat is not None and stat[0] == "Z":
+            # It exited after the check above: collect it now if it is our child, or it stays
+            # a zombie (its PID still answers kill 0, its Popen warns "still running").
+            _reap(pid)
+            return False
+        return stat is not None
     return True
 
 
