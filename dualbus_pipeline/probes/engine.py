@@ -27,7 +27,7 @@ from dualbus_pipeline.config import Engine, ProbeSettings
 from dualbus_pipeline.probes.engine_prober import DEGRADED_BODY, START_DELAY_NS, EngineProber
 from dualbus_pipeline.probes.model import EngineResult, EngineStatus, SampleBatch, Summary
 from dualbus_pipeline.probes.stats import summarize
-from dualbus_pipeline.probes.timing import in_thread, now_ns, run_on_precise_loop
+from dualbus_pipeline.probes.timing import in_thread, now_ns, run_on_precise_loop, spin_budget
 
 OPERATIONAL_SUCCESS = 0.99
 UNHEALTHY_BELOW = 0.5
@@ -104,6 +104,7 @@ async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> li
     max_conns = connection_cap(settings, slots)
     period = 1e9 / settings.engine_rate_per_s
     spacing = period / slots
+    spin_budget().cap_for_spacing(spacing)
     origin = now_ns() + START_DELAY_NS
     free: asyncio.Queue[int] = asyncio.Queue()
     for k in range(slots):

@@ -2,10 +2,16 @@
 
 Latency is measured from the *intended* send time, so any lateness of the probe's own timer
 would be charged to the target. Kernel timers are coarse (epoll waits in whole milliseconds,
-nanosleep has 50 µs of default timer slack), so pacing sleeps until ``SPIN_NS`` before the
+nanosleep has 50 µs of default timer slack), so pacing sleeps until a little before the
 intended time and then spins — yielding the GIL on every turn (``time.sleep(0)``) so other
 probe threads are not starved. Threads that pace also lower their timer slack to 1 ns (Linux
 ``prctl(PR_SET_TIMERSLACK)``; a no-op elsewhere).
+
+How early is measured, not fixed (`SpinBudget`): each pacing thread records how late its
+timed sleeps wake and spins for the recent p99 of that overshoot plus a margin. A fixed 300 µs
+covered the worst VM we measured, but on a machine whose wake-ups land within ~75 µs it
+spent most of a core spinning at a 5,000/s send budget, and the starved loop then ran tens of
+milliseconds late (docs/benchmarks.md, "Scale").
 
 The lateness that remains is recorded per sample (sent − intended) and judged by the
 validity rules in stats.py.
@@ -18,18 +24,72 @@ import contextlib
 import ctypes
 import functools
 import gc
+import math
 import select
 import selectors
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 now_ns = time.perf_counter_ns
-SPIN_NS = 300_000  # wake this early, then spin: covers the wake-up jitter measured here
+SPIN_START_NS = 300_000  # spin this long until a thread has measured its own wake-ups
+SPIN_MIN_NS = 30_000
+SPIN_MAX_NS = 300_000  # the p99 wake-up overshoot of the worst VM we measured
+SPIN_MARGIN_NS = 20_000
+SPIN_QUANTILE = 0.9
+SPIN_WINDOW = 512  # the wake-ups the quantile is taken over
+SPIN_REFIT = 64  # refit after this many new wake-ups
+
+
+class SpinBudget:
+    """How long before an intended send one pacing thread stops sleeping and spins.
+
+    Fed the overshoot of every timed sleep (woke − asked to wake), it keeps the last
+    ``SPIN_WINDOW`` of them and spins for their ``SPIN_QUANTILE`` plus ``SPIN_MARGIN_NS``,
+    within [``SPIN_MIN_NS``, ``cap_ns``]: enough to cover the wake-ups this machine delivers
+    under its current load, and no more CPU than that. The overshoot includes whatever else
+    kept the thread (the GIL, other callbacks of its event loop), which the spin must cover
+    just the same. Its tail is preemption (milliseconds, when other processes want the
+    cores), which no spin covers: hence a p90, not a p99, and a cap — a thread whose sends are
+    S apart caps its spin at S/2 (`cap_for_spacing`), so spinning can never take its loop
+    from the work of sending and reading.
+    """
+
+    def __init__(self) -> None:
+        self.ns = SPIN_START_NS
+        self.cap_ns = SPIN_MAX_NS
+        self._seen: deque[int] = deque(maxlen=SPIN_WINDOW)
+        self._fresh = 0
+
+    def cap_for_spacing(self, spacing_ns: float) -> None:
+        """This thread's sends are ``spacing_ns`` apart: spin at most half of that."""
+        self.cap_ns = max(SPIN_MIN_NS, min(SPIN_MAX_NS, int(spacing_ns / 2)))
+        self.ns = min(self.ns, self.cap_ns)
+
+    def record(self, overshoot_ns: int) -> None:
+        self._seen.append(max(0, overshoot_ns))
+        self._fresh += 1
+        if self._fresh >= SPIN_REFIT:
+            self._fresh = 0
+            ranked = sorted(self._seen)
+            q = ranked[min(len(ranked) - 1, math.ceil(SPIN_QUANTILE * len(ranked)) - 1)]
+            self.ns = min(self.cap_ns, max(SPIN_MIN_NS, q + SPIN_MARGIN_NS))
+
+
+_local = threading.local()
+
+
+def spin_budget() -> SpinBudget:
+    """This thread's `SpinBudget` (each pacing thread learns its own wake-ups)."""
+    budget: SpinBudget | None = getattr(_local, "spin", None)
+    if budget is None:
+        budget = _local.spin = SpinBudget()
+    return budget
 
 _PR_SET_TIMERSLACK = 29
 
@@ -57,9 +117,11 @@ def lower_timer_slack() -> None:
 
 def sleep_until_ns(target_ns: int) -> None:
     """Block the calling thread until ``target_ns`` (perf_counter_ns clock), precisely."""
-    remaining = target_ns - now_ns()
-    if remaining > SPIN_NS:
-        time.sleep((remaining - SPIN_NS) / 1e9)
+    budget = spin_budget()
+    wake = target_ns - budget.ns
+    if wake > now_ns():
+        time.sleep((wake - now_ns()) / 1e9)
+        budget.record(now_ns() - wake)
     while now_ns() < target_ns:
         time.sleep(0)  # releases the GIL on each turn
 
@@ -70,13 +132,14 @@ async def async_sleep_until_ns(target_ns: int) -> None:
     Each turn of the spin is ``asyncio.sleep(0)``: one event-loop iteration with a zero-timeout
     select, so responses that arrive meanwhile are still read (and timestamped) at once.
     """
-    remaining = target_ns - now_ns()
-    if remaining > SPIN_NS + 1_000_000:
-        await asyncio.sleep((remaining - SPIN_NS - 1_000_000) / 1e9)
-    remaining = target_ns - now_ns()
-    if remaining > SPIN_NS:
+    budget = spin_budget()
+    wake = target_ns - budget.ns
+    if wake - now_ns() > 1_000_000:  # far off: a coarse sleep first, its overshoot is slack
+        await asyncio.sleep((wake - 1_000_000 - now_ns()) / 1e9)
+    if wake > now_ns():
         # The precise loop's selector waits with microsecond timeouts (see below).
-        await asyncio.sleep((remaining - SPIN_NS) / 1e9)
+        await asyncio.sleep((wake - now_ns()) / 1e9)
+        budget.record(now_ns() - wake)
     while now_ns() < target_ns:
         await asyncio.sleep(0)
 
