@@ -40,6 +40,7 @@ UNHEALTHY_BODY = frozenset({"unhealthy", "down", "error", "failed", "fail", "cri
                             "unavailable"})
 DEGRADED_BODY = frozenset({"degraded", "warning", "warn"})
 START_DELAY_NS = 2_000_000
+HANDOVER_LEAD_NS = 50_000_000  # covers connect + warm-up of the next engine (p90 37 ms at 5,000/s)
 WARMUP_REQUESTS = 3
 
 
@@ -205,7 +206,12 @@ class EngineProber:
             self.all_done.set()
 
     # --- the run ----------------------------------------------------------------------------
-    async def run(self, start_for: Callable[[], int] | None = None) -> SampleBatch:
+    async def run(self, start_for: Callable[[], int] | None = None,
+                  handover: Callable[[int], None] | None = None) -> SampleBatch:
+        """Warm up, send the paced schedule (starting at ``start_for()``), wait for the last
+        answers. ``handover(last_intended_ns)`` is called once, ``HANDOVER_LEAD_NS`` before
+        the last send is due (or at once for a shorter schedule): the caller may then prepare
+        the engine that follows this one."""
         s = self.settings
         try:
             conn = await self.connect(s.engine_timeout_s)
@@ -223,9 +229,15 @@ class EngineProber:
         start = start_for() if start_for is not None else now_ns() + START_DELAY_NS
         for i in range(self.n):
             self.intended[i] = start + int(i * interval)
+        last = self.intended[self.n - 1] if self.n else now_ns()
         for i in range(self.n):
+            if handover is not None and last - self.intended[i] <= HANDOVER_LEAD_NS:
+                handover(last)
+                handover = None
             await async_sleep_until_ns(self.intended[i])
             self.dispatch(i)
+        if handover is not None:
+            handover(last)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.all_done.wait(), s.engine_timeout_s + 1.0)
         for i in range(self.n):  # belt and braces: nothing may stay unfinished

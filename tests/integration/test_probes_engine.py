@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
 
 import pytest
 
 from dualbus_pipeline.config import Engine, EngineCapacity, ProbeSettings
-from dualbus_pipeline.probes.engine import probe_engine
+from dualbus_pipeline.probes.engine import probe_engine, probe_engines_staggered
 from dualbus_pipeline.probes.http import HttpParseError, ResponseParser
 from dualbus_pipeline.probes.model import EngineResult
 from tests.probe_targets import closed_port, health_server, silent_server
@@ -109,6 +111,40 @@ def test_open_loop_keeps_schedule_when_server_is_slow() -> None:
     s = r.summary
     assert s.achieved_rate_per_s is not None and s.achieved_rate_per_s > 150
     assert s.p50 is not None and s.p50 >= 50
+
+
+def test_engines_share_slots_on_one_grid_and_hand_over_without_a_gap() -> None:
+    """Six engines, two slots (400/s budget ÷ 200/s): never more than two engines sending at
+    once, no two sends due at the same instant, and an engine that follows another in its slot
+    starts one period after that engine's last send (the next one connects and warms up
+    before then). Before the hand-over, each turn of a slot cost 2-5 periods of nothing."""
+    settings = FAST.model_copy(update={"engine_requests": 20, "engine_rate_per_s": 200,
+                                       "engine_max_send_rate_per_s": 400})
+    period = 1e9 / 200
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(health_server()) for _ in range(6)]
+        engines = [Engine(name=f"e{i}", url=srv.url, bus="b", stream="s", group="g")
+                   for i, srv in enumerate(servers)]
+        results = asyncio.run(probe_engines_staggered(engines, settings))
+    assert [r.name for r in results] == [e.name for e in engines]
+    assert all(r.summary.ok == 20 for r in results), [r.status_reason for r in results]
+    windows = sorted((r.samples.intended_ns[0], r.samples.intended_ns[-1]) for r in results)
+    sends = [t for r in results for t in r.samples.intended_ns]
+    assert len(set(sends)) == len(sends)
+    for first, _ in windows:
+        assert sum(1 for a, b in windows if a <= first <= b) <= 2
+    # a slot is a phase of the grid (two slots: half a period apart); in each, consecutive
+    # engines' windows follow each other
+    t0 = windows[0][0]
+    by_slot: dict[int, list[tuple[int, int]]] = {}
+    for w in windows:
+        by_slot.setdefault(round((w[0] - t0) % period / (period / 2)) % 2, []).append(w)
+    assert sorted(len(v) for v in by_slot.values()) == [3, 3]
+    gaps = [(nxt[0] - prev[1]) / period
+            for slot in by_slot.values() for prev, nxt in itertools.pairwise(slot)]
+    # one period each; a single late warm-up (a stalled host) may cost one turn more
+    assert sum(1 for g in gaps if g != pytest.approx(1.0, abs=0.01)) <= 1, gaps
+    assert max(gaps) < 3, gaps
 
 
 def test_capacity_burst_measures_requests_per_second() -> None:
