@@ -27,7 +27,13 @@ from dualbus_pipeline.config import Engine, ProbeSettings
 from dualbus_pipeline.probes.engine_prober import DEGRADED_BODY, START_DELAY_NS, EngineProber
 from dualbus_pipeline.probes.model import EngineResult, EngineStatus, SampleBatch, Summary
 from dualbus_pipeline.probes.stats import summarize
-from dualbus_pipeline.probes.timing import in_thread, now_ns, run_on_precise_loop, spin_budget
+from dualbus_pipeline.probes.timing import (
+    SPIN_MAX_NS,
+    in_thread,
+    now_ns,
+    run_on_precise_loop,
+    spin_budget,
+)
 
 OPERATIONAL_SUCCESS = 0.99
 UNHEALTHY_BELOW = 0.5
@@ -111,7 +117,13 @@ async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> li
     max_conns = connection_cap(settings, 2 * slots if handover else slots)
     period = 1e9 / settings.engine_rate_per_s
     spacing = period / slots
-    spin_budget().cap_for_spacing(spacing)
+    if slots > 1:  # engines share the loop: spin no more than the wake-ups need
+        spin_budget().cap_for_spacing(spacing)
+    else:
+        # One engine in flight: a long spin keeps the loop polling when its answer arrives,
+        # which then is read without a wake-up (docs/benchmarks.md, "Engine fidelity"), and
+        # its CPU is no one's loss. With many engines in flight that CPU is the platform's.
+        spin_budget().pin(SPIN_MAX_NS)
     origin = now_ns() + START_DELAY_NS
     free: asyncio.Queue[int] = asyncio.Queue()
     for k in range(slots):

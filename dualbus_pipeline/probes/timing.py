@@ -65,6 +65,12 @@ class SpinBudget:
         self.cap_ns = SPIN_MAX_NS
         self._seen: deque[int] = deque(maxlen=SPIN_WINDOW)
         self._fresh = 0
+        self._pinned = False
+
+    def pin(self, ns: int) -> None:
+        """Spin exactly ``ns`` from now on, whatever the wake-ups measure."""
+        self.ns = self.cap_ns = ns
+        self._pinned = True
 
     def cap_for_spacing(self, spacing_ns: float) -> None:
         """This thread's sends are ``spacing_ns`` apart: spin at most half of that."""
@@ -74,7 +80,7 @@ class SpinBudget:
     def record(self, overshoot_ns: int) -> None:
         self._seen.append(max(0, overshoot_ns))
         self._fresh += 1
-        if self._fresh >= SPIN_REFIT:
+        if self._fresh >= SPIN_REFIT and not self._pinned:
             self._fresh = 0
             ranked = sorted(self._seen)
             q = ranked[min(len(ranked) - 1, math.ceil(SPIN_QUANTILE * len(ranked)) - 1)]

@@ -61,6 +61,13 @@ def test_floor_and_spacing_cap() -> None:
     assert budget.ns == SPIN_MAX_NS
 
 
+def test_pinned_budget_ignores_wake_ups() -> None:
+    budget = SpinBudget()
+    budget.pin(SPIN_MAX_NS)  # one engine in flight: keep the loop hot
+    feed(budget, [0] * SPIN_WINDOW)
+    assert budget.ns == SPIN_MAX_NS
+
+
 def test_each_thread_learns_its_own() -> None:
     seen: list[SpinBudget] = []
     t = threading.Thread(target=lambda: seen.append(spin_budget()))
