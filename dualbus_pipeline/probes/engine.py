@@ -110,8 +110,8 @@ async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> li
     # A slot passes to its next engine HANDOVER_LEAD_NS before the current one's last send
     # (unless a capacity burst follows): the next engine connects and warms up meanwhile, and
     # its schedule continues the slot's grid one period after that last send. Waiting for the
-    # whole result left ~27 ms between two engines of a slot at 5,000/s (the last answers,
-    # connect, warm-up, the slot's next phase): ~0.9 s over 1,000 engines. Two engines can
+    # whole result left 18-28 ms on average between two engines of a slot at 5,000/s (the last
+    # answers, connect, warm-up, the slot's next phase): ~0.6 s over 1,000 engines. Two engines can
     # then hold connections in one slot at once, so the descriptor budget counts 2 × slots.
     handover = not settings.engine_capacity.enabled
     max_conns = connection_cap(settings, 2 * slots if handover else slots)

@@ -8,7 +8,7 @@ probe threads are not starved. Threads that pace also lower their timer slack to
 ``prctl(PR_SET_TIMERSLACK)``; a no-op elsewhere).
 
 How early is measured, not fixed (`SpinBudget`): each pacing thread records how late its
-timed sleeps wake and spins for the recent p99 of that overshoot plus a margin. A fixed 300 µs
+timed sleeps wake and spins for the recent p90 of that overshoot plus a margin. A fixed 300 µs
 covered the worst VM we measured, but on a machine whose wake-ups land within ~75 µs it
 spent most of a core spinning at a 5,000/s send budget, and the starved loop then ran tens of
 milliseconds late (docs/benchmarks.md, "Scale").
@@ -96,6 +96,7 @@ def spin_budget() -> SpinBudget:
     if budget is None:
         budget = _local.spin = SpinBudget()
     return budget
+
 
 _PR_SET_TIMERSLACK = 29
 
