@@ -113,5 +113,7 @@ def test_pacing_sleeps_never_return_early_and_feed_the_budget() -> None:
     t.join()
     assert out["early"] == 0
     assert SPIN_MIN_NS <= out["spin"] <= SPIN_MAX_NS  # type: ignore[operator]
-    assert len(recorded) == 4 * SPIN_REFIT  # every timed sleep reported its overshoot
+    # every timed sleep reports its overshoot (a thread preempted past its wake time skips the
+    # sleep, and with it the report: seen once in a CI run)
+    assert len(recorded) >= 4 * SPIN_REFIT - 8
     assert min(recorded) > -10_000  # a timed sleep never wakes early (float rounding aside)
