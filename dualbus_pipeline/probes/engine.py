@@ -121,7 +121,7 @@ async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> li
         spin_budget().cap_for_spacing(spacing)
     else:
         # One engine in flight: a long spin keeps the loop polling when its answer arrives,
-        # which then is read without a wake-up (docs/benchmarks.md, "Engine fidelity"), and
+        # which then is read without a wake-up (docs/benchmarks.md, "Scale"), and
         # its CPU is no one's loss. With many engines in flight that CPU is the platform's.
         spin_budget().pin(SPIN_MAX_NS)
     origin = now_ns() + START_DELAY_NS

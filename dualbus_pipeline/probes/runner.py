@@ -10,8 +10,8 @@ each other.
   (engine.py), so sends never coincide and the probe never competes with itself for a CPU.
   Per-engine latency stays honest because each engine still sees exactly its own paced
   schedule; the budget bounds what the probe loop and the host must sustain.
-  Any lateness that remains is recorded per sample; summaries whose lateness p99 exceeds half
-  the p50 are marked invalid, never silently used.
+  Any lateness that remains is recorded per sample; summaries whose lateness is a large part of
+  their latency (stats.py) are marked invalid, never silently used.
 * Pairs: in waves of up to ``PAIR_CONCURRENCY`` pairs that share no engine (round trips
   cross two engines and one bus; two pairs sharing an engine would queue behind each other
   in that engine's consumer). The seed's four pairs run in two waves instead of four turns.
