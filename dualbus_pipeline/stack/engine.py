@@ -114,13 +114,34 @@ class MicrosecondLoop(asyncio.SelectorEventLoop):
         super().__init__(MicrosecondEpoll())
 
 
+LOOP_ENV = "DUALBUS_STACK_LOOP"  # "asyncio" keeps hosts without a delay fault off uvloop
+
+
 def host_loop(spec: HostSpec) -> asyncio.AbstractEventLoop:
-    """A host's event loop. With a delay fault, microsecond timers: the delay is slept, and only
-    its last ``FINE_SPIN_S`` spun. Spinning a whole 1 ms delay cost a fifth of a core at 200
+    """A host's event loop.
+
+    With a delay fault, microsecond timers: the delay is slept, and only its last
+    ``FINE_SPIN_S`` spun. Spinning a whole 1 ms delay cost a fifth of a core at 200
     requests/s, and under CPU contention (1,000 engines and their probe on two cores) the spin
-    was preempted and the delay grew by the wait (docs/benchmarks.md, "Scale")."""
+    was preempted and the delay grew by the wait (docs/benchmarks.md, "Scale").
+
+    Otherwise uvloop where it is installed (not on Windows) and ``DUALBUS_STACK_LOOP`` is not
+    ``asyncio``: aiohttp answering one paced request per wake-up cost ~25 % less CPU on it
+    (docs/benchmarks.md, "Scale"), CPU that the engines share with the probe measuring them
+    when a thousand run on one machine. uvloop's timers are whole milliseconds, hence not for
+    a delay fault.
+    """
     fine = hasattr(selectors, "EpollSelector") and any(e.fault.delay_ms for e in spec.engines)
-    return MicrosecondLoop() if fine else asyncio.new_event_loop()
+    if fine:
+        return MicrosecondLoop()
+    if os.environ.get(LOOP_ENV, "").strip().lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 async def precise_sleep(seconds: float) -> None:

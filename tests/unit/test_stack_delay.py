@@ -1,4 +1,5 @@
-"""Reference engines' delay fault: slept on microsecond timers, not spun (stack/engine.py)."""
+"""Reference engines' event loops (stack/engine.py host_loop): a delay fault is slept on
+microsecond timers, not spun; other hosts run on uvloop unless told not to."""
 
 import asyncio
 import sys
@@ -7,6 +8,7 @@ import time
 import pytest
 
 from dualbus_pipeline.stack.engine import (
+    LOOP_ENV,
     EngineSpec,
     FaultSpec,
     HostSpec,
@@ -42,6 +44,25 @@ def test_only_hosts_with_a_delay_fault_get_microsecond_timers() -> None:
             assert isinstance(loop, MicrosecondLoop) is fine
         finally:
             loop.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not installed on Windows")
+def test_hosts_without_a_delay_fault_run_on_uvloop_unless_asked_not_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvloop
+
+    for env, want_uvloop in ((None, True), ("uvloop", True), ("asyncio", False),
+                             (" AsyncIO ", False)):
+        if env is None:
+            monkeypatch.delenv(LOOP_ENV, raising=False)
+        else:
+            monkeypatch.setenv(LOOP_ENV, env)
+        for delay in (0.0, 1.0):
+            loop = host_loop(_host(delay))
+            try:
+                assert isinstance(loop, uvloop.Loop) is (want_uvloop and not delay), (env, delay)
+            finally:
+                loop.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll is Linux's")
