@@ -25,6 +25,7 @@ import re
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
     config = reference_config(tmp)
     stack = StackManager(load_config(config), tmp / "stack")
     runs: dict[str, list[ChildRun]] = {m: [] for m in MODES}
-    figures: dict[str, list[dict[str, float]]] = {m: [] for m in (*MODES, "alone")}
+    figures: dict[str, list[dict[str, float | None]]] = {m: [] for m in (*MODES, "alone")}
     try:
         status = stack.up("seed")
         if not status.ok:
@@ -122,11 +123,13 @@ def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
                              ("invalid", "engine summaries flagged for lateness", "n"),
                              ("ping_p50", "bus PING p50", "ms"),
                              ("pair_p50", "pair round trip p50", "ms")):
-        peer = statistics.median(r[key] for r in figures["alone"])
+        peer = _median_known(r[key] for r in figures["alone"])
         for mode in MODES:
-            mine = statistics.median(r[key] for r in figures[mode])
-            out.append(row("run", f"{mode}: {label}, vs probes alone", round(mine, 4), unit,
-                           peer=round(peer, 4) or None, peer_tool="dualbus probe",
+            mine = _median_known(r[key] for r in figures[mode])
+            out.append(row("run", f"{mode}: {label}, vs probes alone",
+                           None if mine is None else round(mine, 4), unit,
+                           peer=None if peer is None else (round(peer, 4) or None),
+                           peer_tool="dualbus probe",
                            note=f"median of {n} alternating rounds",
                            raw={mode: [r[key] for r in figures[mode]],
                                 "alone": [r[key] for r in figures["alone"]]}))
@@ -161,7 +164,14 @@ def _run_rows(mode: str, runs: list[ChildRun], *, main: bool) -> list[dict[str, 
     return out
 
 
-def _run_figures(warehouse: Path) -> dict[str, float]:
+def _median_known(values: Iterable[float | None]) -> float | None:
+    """Median of the values that were measured (a round that measured nothing says so on
+    stderr, `_probe_figures`); None if none were."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _run_figures(warehouse: Path) -> dict[str, float | None]:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         (rid,) = con.execute("SELECT run_id FROM runs WHERE status = 'completed' "
@@ -177,18 +187,27 @@ def _run_figures(warehouse: Path) -> dict[str, float]:
     return _figures([(p, v) for p, v in eng], ping, pair)
 
 
-def _probe_figures(doc: dict[str, Any]) -> dict[str, float]:
+def _probe_figures(doc: dict[str, Any]) -> dict[str, float | None]:
+    for kind, key, metric in (("buses", "name", "ping_ms"), ("pairs", "key", "roundtrip_ms")):
+        for target in doc[kind]:
+            if target[metric]["p50"] is None:  # say why, and leave it out of the medians
+                print(f"note: `dualbus probe` measured no {metric} p50 for {kind} "
+                      f"{target.get(key)!r}: {target.get('status')}: "
+                      f"{target.get('status_reason')}", file=sys.stderr, flush=True)
+    pings = [b["ping_ms"]["p50"] for b in doc["buses"] if b["ping_ms"]["p50"] is not None]
+    pairs = [p["roundtrip_ms"]["p50"] for p in doc["pairs"]
+             if p["roundtrip_ms"]["p50"] is not None]
     return _figures([(e["latency_ms"]["p50"], e["latency_ms"]["valid"]) for e in doc["engines"]
                      if e["latency_ms"]["p50"] is not None],
-                    statistics.median(b["ping_ms"]["p50"] for b in doc["buses"]),
-                    statistics.median(p["roundtrip_ms"]["p50"] for p in doc["pairs"]))
+                    statistics.median(pings) if pings else None,
+                    statistics.median(pairs) if pairs else None)
 
 
 def _figures(engines: list[tuple[float, bool]], ping: float | None,
-             pair: float | None) -> dict[str, float]:
-    return {"engine_p50": statistics.median(p for p, _ in engines),
+             pair: float | None) -> dict[str, float | None]:
+    return {"engine_p50": statistics.median(p for p, _ in engines) if engines else None,
             "invalid": float(sum(1 for _, valid in engines if not valid)),
-            "ping_p50": float(ping or 0.0), "pair_p50": float(pair or 0.0)}
+            "ping_p50": ping, "pair_p50": pair}
 
 
 def _subset(full: Path, n: int, dest: Path, send_rate: float | None = None,
