@@ -127,10 +127,10 @@ def ramp_periods(slot: int, slots: int, requests: int) -> int:
     Engines of equal length started together would also end together, and every slot's next
     engine would connect and warm up in the same few milliseconds, once per engine length:
     measured at 5,000/s over 1,000 engines, the probe's lateness p50 rose from ~12 µs to
-    64–148 µs and the latency p50 doubled in those windows (docs/benchmarks.md, "Scale").
+    64–148 µs and the latency p50 doubled in those windows (docs/probes.md, "Concurrency").
     Offsetting the slots' first engines by whole periods spreads the hand-overs evenly over an
     engine's length (the send grid is unchanged) and ramps the load up over the first one, at
-    the cost of ``engine_ramp_s``."""
+    the cost of up to one engine length (`engine_phase_s` counts it)."""
     return slot * requests // slots
 
 
@@ -138,14 +138,6 @@ def ramped(settings: ProbeSettings, engines: int) -> bool:
     """Whether the slots start on a ramp: only when some engine waits for a slot (a single
     round has no hand-overs to spread, and would only pay for the ramp)."""
     return engines > engine_slots(settings, engines)
-
-
-def engine_ramp_s(settings: ProbeSettings, engines: int) -> float:
-    """How much later the last slot starts than the first (see `ramp_periods`)."""
-    if not ramped(settings, engines):
-        return 0.0
-    slots = engine_slots(settings, engines)
-    return ramp_periods(slots - 1, slots, settings.engine_requests) / settings.engine_rate_per_s
 
 
 async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> list[EngineResult]:

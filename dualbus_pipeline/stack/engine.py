@@ -126,9 +126,9 @@ def host_loop(spec: HostSpec) -> asyncio.AbstractEventLoop:
     was preempted and the delay grew by the wait (docs/benchmarks.md, "Scale").
 
     Otherwise uvloop where it is installed (not on Windows) and ``DUALBUS_STACK_LOOP`` is not
-    ``asyncio``: aiohttp answering one paced request per wake-up cost ~25 % less CPU on it
-    (docs/benchmarks.md, "Scale"), CPU that the engines share with the probe measuring them
-    when a thousand run on one machine. uvloop's timers are whole milliseconds, hence not for
+    ``asyncio``: aiohttp answering paced requests cost ~12 % less CPU per request on it
+    (docs/stack.md), CPU that the engines share with the probe measuring them when a thousand
+    run on one machine. uvloop's timers are whole milliseconds, hence not for
     a delay fault.
     """
     fine = hasattr(selectors, "EpollSelector") and any(e.fault.delay_ms for e in spec.engines)
