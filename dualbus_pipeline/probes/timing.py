@@ -126,8 +126,12 @@ def sleep_until_ns(target_ns: int) -> None:
     """Block the calling thread until ``target_ns`` (perf_counter_ns clock), precisely."""
     budget = spin_budget()
     wake = target_ns - budget.ns
-    if wake > now_ns():
-        time.sleep((wake - now_ns()) / 1e9)
+    # One clock reading for the test and the length: a thread preempted between two readings
+    # computed a negative sleep, and time.sleep raised ValueError (a bus probe crashed and
+    # its healthy bus was reported unreachable, seen in a benchmark).
+    ahead = wake - now_ns()
+    if ahead > 0:
+        time.sleep(ahead / 1e9)
         budget.record(now_ns() - wake)
     while now_ns() < target_ns:
         time.sleep(0)  # releases the GIL on each turn
@@ -141,11 +145,13 @@ async def async_sleep_until_ns(target_ns: int) -> None:
     """
     budget = spin_budget()
     wake = target_ns - budget.ns
-    if wake - now_ns() > 1_000_000:  # far off: a coarse sleep first, its overshoot is slack
-        await asyncio.sleep((wake - 1_000_000 - now_ns()) / 1e9)
-    if wake > now_ns():
+    ahead = wake - now_ns()  # one reading per decision, as in sleep_until_ns
+    if ahead > 1_000_000:  # far off: a coarse sleep first, its overshoot is slack
+        await asyncio.sleep((ahead - 1_000_000) / 1e9)
+        ahead = wake - now_ns()
+    if ahead > 0:
         # The precise loop's selector waits with microsecond timeouts (see below).
-        await asyncio.sleep((wake - now_ns()) / 1e9)
+        await asyncio.sleep(ahead / 1e9)
         budget.record(now_ns() - wake)
     while now_ns() < target_ns:
         await asyncio.sleep(0)

@@ -117,3 +117,38 @@ def test_pacing_sleeps_never_return_early_and_feed_the_budget() -> None:
     # sleep, and with it the report: seen once in a CI run)
     assert len(recorded) >= 4 * SPIN_REFIT - 8
     assert min(recorded) > -10_000  # a timed sleep never wakes early (float rounding aside)
+
+
+def test_a_thread_preempted_past_its_wake_time_does_not_crash(monkeypatch: object) -> None:
+    """The clock passes the wake time between the check and the sleep (a preempted thread):
+    the pacing sleep must skip the timed sleep, not compute a negative one (time.sleep raised
+    ValueError there, and a healthy bus was reported unreachable)."""
+    import pytest
+
+    from dualbus_pipeline.probes import timing
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    out: dict[str, object] = {}
+
+    def body() -> None:
+        budget = spin_budget()
+        target = now_ns() + 10_000_000
+        wake = target - budget.ns
+        readings = iter([wake - 1_000, wake + 500_000])  # 0.5 ms lost between two readings
+
+        def clock() -> int:
+            return next(readings, target + 1)
+
+        monkeypatch.setattr(timing, "now_ns", clock)
+        try:
+            timing.sleep_until_ns(target)
+            out["ok"] = True
+        except Exception as exc:  # reported to the test thread
+            out["error"] = exc
+        finally:
+            monkeypatch.undo()
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert out == {"ok": True}
