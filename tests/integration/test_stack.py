@@ -46,6 +46,18 @@ def get(engine: Engine, timeout: float = 2.0) -> tuple[int, dict[str, object], f
     return resp.status, json.loads(body), elapsed
 
 
+def request(engine: Engine, method: str, path: str) -> int:
+    """One request to the engine's port: its status code."""
+    conn = http.client.HTTPConnection(engine.host, engine.port, timeout=2.0)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
 def refused(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -126,6 +138,15 @@ def test_up_status_probe_protocol_and_down(foreign: Path) -> None:
         ledger, pricer, audit = (cfg.topology.engine(n) for n in ("ledger", "pricer", "audit"))
         code, body, _ = get(pricer)
         assert (code, body["status"], body["engine"]) == (200, "healthy", "pricer")
+        # one route per engine: another path is 404, another method 405 (GET and HEAD serve)
+        assert request(pricer, "GET", "/health") == 404
+        assert request(pricer, "POST", pricer.health_path) == 405
+        assert request(pricer, "HEAD", pricer.health_path) == 200
+        # and no access log: a thousand engines must not write a line per request
+        for _ in range(5):
+            get(pricer)
+        log = (manager.log_dir / "engine-pricer.log").read_text()
+        assert "pricer: listening on" in log and pricer.health_path + " HTTP" not in log
 
         quotes = bus_client(manager, "quotes")
         # forward: ledger → audit's stream → audit replies; the reply names the last hop
