@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from dualbus_pipeline.probes.timing import (
     SPIN_MARGIN_NS,
     SPIN_MAX_NS,
@@ -119,15 +121,13 @@ def test_pacing_sleeps_never_return_early_and_feed_the_budget() -> None:
     assert min(recorded) > -10_000  # a timed sleep never wakes early (float rounding aside)
 
 
-def test_a_thread_preempted_past_its_wake_time_does_not_crash(monkeypatch: object) -> None:
+def test_a_thread_preempted_past_its_wake_time_does_not_crash(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The clock passes the wake time between the check and the sleep (a preempted thread):
     the pacing sleep must skip the timed sleep, not compute a negative one (time.sleep raised
     ValueError there, and a healthy bus was reported unreachable)."""
-    import pytest
-
     from dualbus_pipeline.probes import timing
 
-    assert isinstance(monkeypatch, pytest.MonkeyPatch)
     out: dict[str, object] = {}
 
     def body() -> None:
