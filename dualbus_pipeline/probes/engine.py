@@ -155,9 +155,11 @@ async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> li
     if slots > 1:  # engines share the loop: spin no more than the wake-ups need
         spin_budget().cap_for_spacing(spacing)
     else:
-        # One engine in flight: a long spin keeps the loop polling when its answer arrives,
-        # which then is read without a wake-up (docs/benchmarks.md, "Scale"), and
-        # its CPU is no one's loss. With many engines in flight that CPU is the platform's.
+        # One engine in flight: when its sends come closer together than the spin (matched
+        # load), the answer to one arrives while the loop spins for the next and is read
+        # without a wake-up (docs/benchmarks.md, "Scale"; at 200/s it is not: "Sixth
+        # machine"), and its CPU is no one's loss. With many engines in flight that CPU is the
+        # platform's.
         spin_budget().pin(SPIN_MAX_NS)
     origin = now_ns() + START_DELAY_NS
     free: asyncio.Queue[int] = asyncio.Queue()
