@@ -88,9 +88,11 @@ def is_alive(pid: int) -> bool:
         stat = _proc_stat(pid)
         if stat is not None and stat[0] == "Z":
             # It exited after the check above: collect it now if it is our child, or it stays
-            # a zombie (its PID still answers kill 0, its Popen warns "still running").
-            _reap(pid)
-            return False
+            # a zombie (its PID still answers kill 0, its Popen warns "still running"). A
+            # multi-threaded child (redis-server, a uvicorn engine) shows Z while its other
+            # threads are still exiting and cannot be reaped yet: it stays "alive" until it
+            # can, so `terminate` waits for it instead of leaving a zombie behind.
+            return not _reap(pid) and pid in _CHILDREN
         return stat is not None
     return True
 
