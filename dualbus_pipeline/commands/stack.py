@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from dualbus_pipeline.config import LoadedConfig, load_config
+from dualbus_pipeline.stack.layout import DEFAULT_FLAVOUR, FLAVOURS
 from dualbus_pipeline.stack.manager import StackManager, default_state_dir
 from dualbus_pipeline.stack.scenarios import SCENARIOS
 from dualbus_pipeline.stack.synthetic import (
@@ -26,10 +27,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     up = actions.add_parser("up", parents=[common], help="start the stack (idempotent)",
                             description="Start the buses and engines and return once every "
                             "one answers. Running components are left alone; components whose "
-                            "faults changed are restarted.")
+                            "faults or flavour changed are restarted.")
     up.add_argument("--scenario", choices=sorted(SCENARIOS), default="healthy",
                     help="fault scenario: healthy (none) or seed (websocket down, vpin "
                     "unhealthy, strategy and backtesting slower); default healthy")
+    up.add_argument("--flavour", choices=FLAVOURS, default=DEFAULT_FLAVOUR,
+                    help="how the engines are built: aiohttp (the tuned reference engine, "
+                    "several per process with stack.engines_per_host) or fastapi (FastAPI + "
+                    "uvicorn + a blocking redis-py consumer thread, one process per engine, "
+                    f"like a typical platform service); default {DEFAULT_FLAVOUR}")
     up.add_argument("--engines", type=int, metavar="N", default=None,
                     help="replace the engines with N synthetic ones (scale tests); writes "
                     "<state dir>/topology.yaml and prints its path")
@@ -73,7 +79,7 @@ def run_up(args: argparse.Namespace) -> int:
         manager = _synthetic(args, load_config(args.config))
     else:
         manager = manager_for(args)
-    status = manager.up(args.scenario)
+    status = manager.up(args.scenario, flavour=args.flavour)
     print(status.table())
     if args.engines is not None:
         print(f"topology: {manager.cfg.path}")

@@ -1,17 +1,41 @@
 """What the reference stack should run for a topology: which buses and engines it manages,
-and how engines are laid out over host processes. Pure functions of the topology and faults.
+and how engines are laid out over host processes. Pure functions of the topology, the faults
+and the flavour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 from dualbus_pipeline.config import Bus, Engine, Fault, Topology
+from dualbus_pipeline.errors import StackError
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 STREAM_MAXLEN = 10_000
+
+# aiohttp: the tuned engine host (stack/engine.py); fastapi: a typical platform service, one
+# process per engine (stack/fastapi_engine.py).
+Flavour = Literal["aiohttp", "fastapi"]
+FLAVOURS: tuple[Flavour, ...] = get_args(Flavour)
+DEFAULT_FLAVOUR: Flavour = "aiohttp"
+ENGINE_MODULES: dict[Flavour, str] = {
+    "aiohttp": "dualbus_pipeline.stack.engine",
+    "fastapi": "dualbus_pipeline.stack.fastapi_engine",
+}
+
+
+def check_flavour(flavour: str) -> Flavour:
+    for known in FLAVOURS:
+        if flavour == known:
+            return known
+    raise StackError(f"unknown stack flavour {flavour!r} (choose from: {', '.join(FLAVOURS)})")
+
+
+def host_flavour(spec: Mapping[str, Any]) -> Flavour:
+    """The flavour of a host spec written by `wanted_hosts` (no key: aiohttp)."""
+    return check_flavour(str(spec.get("flavour", "aiohttp")))
 
 
 def bind_host(host: str) -> str:
@@ -46,9 +70,15 @@ def wanted_servers(topology: Topology) -> dict[str, tuple[int, str, str | None, 
     return out
 
 
-def wanted_hosts(topology: Topology, faults: Mapping[str, Fault]) -> dict[str, dict[str, Any]]:
-    """Engine host specs (the JSON `stack.engine` reads), without down-faulted engines."""
-    per_host = topology.stack.engines_per_host
+def wanted_hosts(topology: Topology, faults: Mapping[str, Fault],
+                 flavour: Flavour = DEFAULT_FLAVOUR) -> dict[str, dict[str, Any]]:
+    """Engine host specs (the JSON `stack.engine` reads), without down-faulted engines.
+
+    A fastapi engine is a service of its own: one process per engine whatever
+    `engines_per_host` says. Its specs carry `"flavour": "fastapi"`, so a change of flavour
+    changes their hash and `up` restarts them; aiohttp specs carry no such key and keep the
+    hash they always had."""
+    per_host = 1 if flavour == "fastapi" else topology.stack.engines_per_host
     engines = [e for e in topology.engines
                if manages_engine(e) and not faults.get(e.name, Fault()).down]
     out: dict[str, dict[str, Any]] = {}
@@ -77,4 +107,6 @@ def wanted_hosts(topology: Topology, faults: Mapping[str, Fault]) -> dict[str, d
                 "fault": faults.get(e.name, Fault()).model_dump(),
             } for e in group],
         }
+        if flavour != "aiohttp":
+            out[hid]["flavour"] = flavour
     return out

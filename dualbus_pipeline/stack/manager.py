@@ -3,16 +3,16 @@
 Owns the state directory (default `<warehouse dir>/stack/`):
 
     run/<id>.json        one record per process we started: pid, start token, marker, ports
-    run/<id>.spec.json   an engine host's spec (what `stack.engine` reads)
+    run/<id>.spec.json   an engine host's spec (what `stack.engine` or `fastapi_engine` reads)
     logs/<id>.log        an engine host's stdout/stderr
     buses/<port>/        a Redis server's dir and log (no persistence)
-    stack.json           the scenario and faults of the last `up`
+    stack.json           the scenario, faults and flavour of the last `up`
     topology.yaml        the synthetic topology of `stack up --engines N`
 
 `up` converges: components already running as wanted are left alone, ours that are no longer
-wanted (or whose faults changed) are restarted or stopped, and a port held by anything that is
-not ours is refused before anything starts. `down` stops only processes whose PID, start time
-and command line match what we recorded.
+wanted (or whose faults or flavour changed) are restarted or stopped, and a port held by
+anything that is not ours is refused before anything starts. `down` stops only processes whose
+PID, start time and command line match what we recorded.
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ from dualbus_pipeline.config import Engine, Fault, LoadedConfig
 from dualbus_pipeline.errors import StackError
 from dualbus_pipeline.stack import procs
 from dualbus_pipeline.stack.layout import (
+    DEFAULT_FLAVOUR,
+    ENGINE_MODULES,
+    Flavour,
     bind_host,
     bus_password,
+    check_flavour,
+    host_flavour,
     manages_bus,
     manages_engine,
     wanted_hosts,
@@ -45,7 +50,6 @@ from dualbus_pipeline.stack.records import ProcessRecord, RunRecords, spec_hash
 from dualbus_pipeline.stack.redis_server import ping, port_is_open, start_redis
 from dualbus_pipeline.stack.scenarios import describe_fault, effective_faults
 
-ENGINE_MODULE = "dualbus_pipeline.stack.engine"
 READY_TIMEOUT_S = 30.0
 HTTP_CHECK_TIMEOUT_S = 2.0
 
@@ -81,6 +85,7 @@ class StackStatus:
     scenario: str | None = None
     # Processes of ours in the state dir that this topology does not declare.
     extra: list[str] = field(default_factory=list)
+    flavour: str | None = None  # of the last `up`; None once the stack is down
 
     @property
     def buses(self) -> list[ComponentStatus]:
@@ -110,8 +115,10 @@ class StackStatus:
         lines = ["  ".join(v.ljust(widths[i]) if i < 5 else v for i, v in enumerate(r)).rstrip()
                  for r in rows]
         up = sum(c.up for c in self.components)
+        about = [f"scenario {self.scenario}"] if self.scenario else []
+        about += [f"flavour {self.flavour}"] if self.flavour else []
         lines.append(f"{up}/{len(self.components)} components up"
-                     + (f" (scenario {self.scenario})" if self.scenario else "")
+                     + (f" ({', '.join(about)})" if about else "")
                      + f"; state dir {self.state_dir}")
         if self.extra:
             lines.append(f"also running from another topology: {', '.join(self.extra)}")
@@ -143,15 +150,17 @@ class StackManager:
 
     # -- public ------------------------------------------------------------------------------
 
-    def up(self, scenario: str = "healthy",
-           faults: Mapping[str, Fault] | None = None) -> StackStatus:
+    def up(self, scenario: str = "healthy", faults: Mapping[str, Fault] | None = None, *,
+           flavour: str = DEFAULT_FLAVOUR) -> StackStatus:
         """Start (or converge to) the stack with `scenario` faults, overridden by the config's
-        `stack.faults` and then by `faults`; return once everything answers."""
+        `stack.faults` and then by `faults`, its engines of `flavour` (aiohttp or fastapi,
+        docs/stack.md); return once everything answers."""
+        flav = check_flavour(flavour)
         eff = effective_faults(self.topology, scenario, faults)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         servers = wanted_servers(self.topology)
-        hosts = wanted_hosts(self.topology, eff)
+        hosts = wanted_hosts(self.topology, eff, flav)
         records = self.records.live()
 
         stale = [r for r in records.values()
@@ -165,7 +174,7 @@ class StackManager:
         to_start_servers = {sid: v for sid, v in servers.items() if sid not in records}
         to_start_hosts = {hid: v for hid, v in hosts.items() if hid not in records}
         self._preflight(to_start_servers, to_start_hosts, eff, records)
-        self._write_state(scenario, eff)
+        self._write_state(scenario, eff, flav)
 
         started: list[ProcessRecord] = []
         try:
@@ -250,13 +259,15 @@ class StackManager:
         known = {e.name for e in self.topology.engines}
         extra = sorted(r.id for r in records.values()
                        if r.kind == "engines" and not set(r.names) & known)
-        return StackStatus(self.state_dir, comps, state.get("scenario"), extra)
+        return StackStatus(self.state_dir, comps, state.get("scenario"), extra,
+                           state.get("flavour"))
 
     # -- state -------------------------------------------------------------------------------
 
-    def _write_state(self, scenario: str, faults: Mapping[str, Fault]) -> None:
+    def _write_state(self, scenario: str, faults: Mapping[str, Fault],
+                     flavour: Flavour) -> None:
         (self.state_dir / "stack.json").write_text(json.dumps({
-            "scenario": scenario, "config": str(self.cfg.path),
+            "scenario": scenario, "flavour": flavour, "config": str(self.cfg.path),
             "faults": {k: v.model_dump() for k, v in faults.items()},
         }, indent=1))
 
@@ -314,7 +325,8 @@ class StackManager:
         pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_root, *filter(None, [env.get("PYTHONPATH")])])
-        proc = procs.spawn([sys.executable, "-m", ENGINE_MODULE, str(spec_path)],
+        module = ENGINE_MODULES[host_flavour(spec)]
+        proc = procs.spawn([sys.executable, "-m", module, str(spec_path)],
                            self.log_dir / f"{hid}.log", cwd=self.state_dir, env=env)
         token = procs.start_token(proc.pid) or ""
         rec = ProcessRecord(hid, "engines", proc.pid, token, str(spec_path),
