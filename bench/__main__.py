@@ -1,9 +1,12 @@
 """`python -m bench [GROUP ...] [--quick] [--rounds N]` (= `python3 tasks.py bench`).
 
-Groups: fidelity (dualbus vs redis-benchmark / wrk), run (one `dualbus run` on the reference
-stack), scale (13 / 100 / 1,000 synthetic engines), warehouse (1M-sample ingest; evaluation +
-trends + report over 10 / 1,000 / 10,000 stored runs), growth (the scale and warehouse figures
-as one table). No group = all. `--quick` is a smoke run with tiny sizes. Prints a table of
+Groups: inrun (what `dualbus run` stores vs a same-rate control client, the probe alone,
+wrk and redis-benchmark, on both stack flavours), verdicts (consecutive `dualbus check` on the
+healthy stack, idle and with a busy core, and the seed scenario), fidelity (the probes alone vs
+redis-benchmark / wrk), run (one `dualbus run` on the reference stack), scale (13 / 100 /
+1,000 synthetic engines), warehouse (1M-sample ingest; evaluation + trends + report over
+10 / 1,000 / 10,000 stored runs), growth (the scale and warehouse figures as one table).
+No group = all. `--quick` is a smoke run with tiny sizes. Prints a table of
 figures and ratios and writes CSV + JSON to bench/results/. Benchmarks, not tests: nothing here
 fails on a missed target (exit 0 unless a benchmark could not run).
 """
@@ -16,7 +19,7 @@ from typing import Any
 
 from bench.common import loadavg, table, write_results
 
-GROUPS = ("fidelity", "run", "scale", "warehouse", "growth")
+GROUPS = ("inrun", "verdicts", "fidelity", "run", "scale", "warehouse", "growth")
 
 
 def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -37,6 +40,9 @@ def main(argv: list[str]) -> int:
                     help=f"any of {', '.join(GROUPS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--rounds", type=int, default=3, help="repetitions where medians are taken")
+    ap.add_argument("--runs", type=int, default=20, help="consecutive runs (verdicts)")
+    ap.add_argument("--flavour", choices=("aiohttp", "fastapi"), action="append",
+                    help="reference-stack flavour(s) for inrun (default: both)")
     args = ap.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -46,6 +52,14 @@ def main(argv: list[str]) -> int:
         groups += [g for g in ("scale", "warehouse") if g not in groups]
     rows: list[dict[str, Any]] = []
     load0 = loadavg()
+    if "inrun" in groups:
+        from bench.verdict_bench import FLAVOURS, bench_inrun
+
+        rows += bench_inrun(args.rounds, args.quick, tuple(args.flavour or FLAVOURS))
+    if "verdicts" in groups:
+        from bench.verdict_bench import bench_verdicts
+
+        rows += bench_verdicts(args.runs, args.quick)
     if "fidelity" in groups:
         from bench.probe_fidelity import measure
 

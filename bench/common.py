@@ -26,13 +26,15 @@ def row(group: str, metric: str, value: float | None, unit: str, *, target: floa
         note: str = "", raw: dict[str, Any] | None = None,
         ratio: float | None = None) -> dict[str, Any]:
     """One figure. With ``peer`` the checked number is the ratio value/peer, else the value.
-    ``ratio`` overrides value/peer (e.g. the median of paired per-round ratios)."""
+    ``ratio`` overrides value/peer (e.g. the median of paired per-round ratios). ``better``:
+    lower, higher, or within (1/target ≤ checked ≤ target: neither side may drift)."""
     if ratio is None:
         ratio = (value / peer) if (value is not None and peer) else None
     checked = ratio if peer is not None else value
     met = None
     if target is not None and checked is not None:
-        met = checked <= target if better == "lower" else checked >= target
+        met = (checked <= target if better == "lower" else checked >= target
+               if better == "higher" else 1 / target <= checked <= target)
     return {"group": group, "metric": metric, "value": value, "unit": unit, "peer": peer,
             "ratio": None if ratio is None else round(ratio, 3), "target": target,
             "better": better, "met": met, "peer_tool": peer_tool, "note": note,
@@ -44,8 +46,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{'ratio':>7} {'target':>9}  ")
     lines = [head, "-" * (len(head) + 6)]
     for r in rows:
-        tgt = "-" if r["target"] is None else (("<=" if r["better"] == "lower" else ">=")
-                                                + f"{r['target']:g}")
+        sign = {"lower": "<=", "higher": ">=", "within": "±"}[r["better"]]
+        tgt = "-" if r["target"] is None else sign + f"{r['target']:g}"
         mark = "" if r["met"] is None else ("ok" if r["met"] else "MISSED")
         val = "-" if r["value"] is None else f"{r['value']:,.4g}"
         peer = "-" if r["peer"] is None else f"{r['peer']:,.4g}"

@@ -1,7 +1,8 @@
 """`dualbus` command line. Thin: parses arguments and dispatches to `commands/*`.
 
-Exit codes (product.md §8): 0 success; 1 the command failed (or, for `check`, an
-error-severity SLO is breached); 2 bad input (YAML, fields, arguments), nothing written.
+Exit codes (product.md §8): 0 success; 1 the command failed (or, for `check`, the gate chosen
+with `--fail-on` failed: by default an error-severity SLO breached or had no data); 2 bad input
+(YAML, fields, arguments), nothing written.
 """
 
 from __future__ import annotations

@@ -28,17 +28,22 @@ class EngineCapacity(_Model):
 
 
 class ProbeSettings(_Model):
-    """Counts, rates, timeouts and safety caps. Defaults are safe for a production bus."""
+    """Counts, rates, timeouts and safety caps. Defaults are gentle enough that probing does
+    not change what it measures (docs/probes.md, "Measuring without disturbing")."""
 
     # engines (§4.2)
     engine_requests: int = Field(100, ge=1, le=100_000)
-    engine_rate_per_s: float = Field(200.0, gt=0)
+    engine_rate_per_s: float = Field(20.0, gt=0)
     engine_timeout_s: float = Field(1.0, gt=0, le=60)
     # engines in flight at once: as many as engine_max_send_rate_per_s allows at
     # engine_rate_per_s each, at most engine_concurrency (probes/engine.py engine_slots)
     engine_concurrency: int = Field(64, ge=1, le=1024)
-    engine_max_send_rate_per_s: float = Field(2000.0, gt=0, le=100_000)
+    engine_max_send_rate_per_s: float = Field(100.0, gt=0, le=100_000)
     engine_capacity: EngineCapacity = EngineCapacity()
+    # the concurrency guard: each engine's window probed alone (0 = no guard)
+    engine_solo_requests: int = Field(10, ge=0, le=10_000)
+    # back-to-back requests on one warm connection: the hot path (0 = none)
+    engine_hot_requests: int = Field(50, ge=0, le=100_000)
     # buses (§4.1)
     bus_ping_count: int = Field(200, ge=1, le=100_000)
     bus_delivery_count: int = Field(500, ge=1, le=100_000)
@@ -47,8 +52,18 @@ class ProbeSettings(_Model):
     bus_timeout_s: float = Field(1.0, gt=0, le=60)
     # pairs (§4.3)
     pair_count: int = Field(50, ge=1, le=100_000)
-    pair_rate_per_s: float = Field(100.0, gt=0)
+    pair_rate_per_s: float = Field(50.0, gt=0)
     pair_timeout_s: float = Field(1.0, gt=0, le=60)
+    pair_solo_count: int = Field(10, ge=0, le=10_000)
+    # measuring without disturbing (§4.4): sends the probe host delayed past late_bound_ms
+    # are re-taken, at most retake_fraction of a schedule; a target whose p50 with others in
+    # flight exceeds guard_ratio × (and guard_min_ms over) its p50 alone is re-measured
+    # alone while remeasure_budget_s lasts
+    late_bound_ms: float = Field(1.0, gt=0, le=10_000)
+    retake_fraction: float = Field(0.25, ge=0, le=1)
+    guard_ratio: float = Field(1.5, gt=1, le=100)
+    guard_min_ms: float = Field(0.2, ge=0, le=10_000)
+    remeasure_budget_s: float = Field(30.0, ge=0, le=3600)
     # safety caps: no paced rate may exceed max_rate_per_s; probe keys expire after key_ttl_s
     max_rate_per_s: float = Field(5000.0, gt=0, le=100_000)
     max_burst_messages: int = Field(200_000, ge=0, le=10_000_000)
@@ -126,6 +141,8 @@ def parse_duration_s(text: str) -> float:
 class Alerting(_Model):
     remind_every: str = "4h"
     for_runs: int = Field(1, ge=1, le=100)
+    # an inconclusive verdict alerts only after this many consecutive inconclusive runs
+    inconclusive_runs: int = Field(3, ge=1, le=100)
     outbox_expiry: str = "24h"
     deadman: bool = True
 

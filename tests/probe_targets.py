@@ -46,6 +46,8 @@ class Behaviour:
     body_status: str | None = "healthy"
     chunked: bool = False
     requests: int = 0
+    stall_at: int = -1                # request number `stall_at` blocks the whole server ...
+    stall_ms: float = 0.0             # ... this long (a one-off stall: GC, a lock, a swap-in)
 
 
 class HealthServer:
@@ -89,6 +91,8 @@ class HealthServer:
 async def _health_handler(b: Behaviour, request: web.Request) -> web.StreamResponse:
     k = b.requests
     b.requests += 1
+    if k == b.stall_at:
+        time.sleep(b.stall_ms / 1000)
     if b.delay_ms >= 10:
         await asyncio.sleep(b.delay_ms / 1000)  # long: concurrent requests overlap
     elif b.delay_ms:
@@ -150,13 +154,19 @@ def closed_port() -> int:
     return free_port()
 
 
+RESPONDER_MODES = ("forward", "self", "twice", "foreign", "impostor")
+
+
 @dataclass
 class Responder:
     """A minimal §4.3 engine: consumes its stream in a group, forwards or replies, XACKs.
 
     Runs in its own process (like HealthServer): a responder thread would share the GIL with
     the probe it answers, and its hop delays would measure thread switching. ``handled`` is
-    filled in by ``stop()``.
+    filled in by ``stop()``. ``mode`` makes it misbehave the ways a real engine can: ``self``
+    replies itself instead of forwarding (a short circuit), ``twice`` replies twice,
+    ``foreign`` replies with a correlation id nobody sent, ``impostor`` replies as someone
+    else (``replied_by`` "mallory").
     """
 
     url: str
@@ -164,6 +174,7 @@ class Responder:
     group: str
     name: str
     delay_ms: float = 0.0
+    mode: str = "forward"
     handled: int = 0
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -172,8 +183,9 @@ class Responder:
         with contextlib.suppress(redis.ResponseError):
             r.xgroup_create(self.stream, self.group, id="$", mkstream=True)
         r.close()
+        assert self.mode in RESPONDER_MODES, self.mode
         spec = {"url": self.url, "stream": self.stream, "group": self.group, "name": self.name,
-                "delay_ms": self.delay_ms}
+                "delay_ms": self.delay_ms, "mode": self.mode}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "tests.probe_targets", "responder", json.dumps(spec)],
             cwd=_REPO, stdout=subprocess.PIPE)
@@ -205,6 +217,7 @@ def _respond(spec: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stream, group, name = spec["stream"], spec["group"], spec["name"]
     delay_ms = float(spec["delay_ms"])
+    mode = spec.get("mode", "forward")
     handled = 0
     r = redis.Redis.from_url(spec["url"], socket_timeout=2)
     print("ready", flush=True)
@@ -221,14 +234,18 @@ def _respond(spec: dict[str, Any]) -> None:
                         if delay_ms:
                             time.sleep(delay_ms / 1000)
                         forward_to = fields.get(b"forward_to")
-                        if forward_to:
+                        if forward_to and mode != "self":
                             r.xadd(forward_to,
                                    {k: v for k, v in fields.items() if k != b"forward_to"})
                         else:
-                            r.xadd(fields[b"reply_to"],
-                                   {b"correlation_id": fields[b"correlation_id"],
-                                    b"sent_ns": fields[b"sent_ns"],
-                                    b"replied_by": name.encode()})
+                            cid = fields[b"correlation_id"]
+                            reply = {b"correlation_id": cid + b"-x" if mode == "foreign"
+                                     else cid,
+                                     b"sent_ns": fields[b"sent_ns"],
+                                     b"replied_by": b"mallory" if mode == "impostor"
+                                     else name.encode()}
+                            for _ in range(2 if mode == "twice" else 1):
+                                r.xadd(fields[b"reply_to"], reply)
                         handled += 1
                     r.xack(stream, group, mid)
     finally:

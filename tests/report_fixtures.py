@@ -1,12 +1,19 @@
 """A warehouse of known runs for report tests: written with the store's own functions.
 
-Figures are chosen to be recognisable in rendered output (e.g. risk p50 0.2431 ms renders as
-"0.243 ms"), and the platform has failures: websocket unreachable, vpin unhealthy, one pair
-failed, one engine whose summary is invalid, and error- and warning-severity breaches.
+`write_run`: figures chosen to be recognisable in rendered output (e.g. risk p50 0.2431 ms
+renders as "0.243 ms"), and the platform has failures: websocket unreachable, vpin unhealthy,
+one pair failed, one engine whose summary is invalid, error- and warning-severity breaches,
+and with `unjudged=True` one engine whose summary is inconclusive plus a pending baseline.
+
+`write_seed_run`: the seed's platform (13 engines, 2 buses, 4 pairs) and situation (websocket
+down, vpin unhealthy, strategy and backtesting slower on the hot path) from raw samples,
+summarized by the probes' own `summarize` and judged by the shipped `slo/` through
+`evaluate_run`: the report test reads the whole chain, not hand-written verdicts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +25,14 @@ from dualbus_pipeline.probes.model import (
     StreamStat,
     Summary,
 )
+from dualbus_pipeline.probes.stats import summarize
+from dualbus_pipeline.settings import ProbeSettings
+from dualbus_pipeline.slospec.evaluate import Evaluation, evaluate_run
+from dualbus_pipeline.slospec.loader import load_slo_dir
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+
+REPO = Path(__file__).resolve().parents[1]
 
 XSS = "<script>alert(1)</script>"
 SETTINGS = {"engine_requests": 100, "engine_rate_per_s": 200.0, "engine_timeout_s": 1.0,
@@ -32,16 +45,18 @@ SETTINGS = {"engine_requests": 100, "engine_rate_per_s": 200.0, "engine_timeout_
 
 
 def summary(p50: float | None, *, count: int = 100, ok: int | None = None, valid: bool = True,
-            invalid_reason: str | None = None) -> Summary:
+            invalid_reason: str | None = None, **guard: Any) -> Summary:
+    """`guard`: replaced, inconclusive, solo_p50, note (what probes/ record per summary)."""
     ok = count if ok is None else ok
     if p50 is None:
         return Summary(count, ok, ok / count if count else 0.0, None, None, None, None, None,
-                       None, None, None, None, 100.0, None, None, valid, invalid_reason)
+                       None, None, None, None, 100.0, None, None, valid, invalid_reason,
+                       **guard)
     return Summary(count=count, ok=ok, success_ratio=ok / count if count else 0.0,
                    mean=p50 * 1.1, p50=p50, p90=p50 * 1.5, p99=p50 * 2.0, p999=p50 * 2.5,
                    max=p50 * 3.0, min=p50 * 0.5, service_p50=p50 * 0.9,
                    service_p99=p50 * 1.8, intended_rate_per_s=200.0, achieved_rate_per_s=199.0,
-                   lateness_p99_ms=0.01, valid=valid, invalid_reason=invalid_reason)
+                   lateness_p99_ms=0.01, valid=valid, invalid_reason=invalid_reason, **guard)
 
 
 def batch(target: str, kind: Any, n: int, ok: int | None = None) -> SampleBatch:
@@ -54,19 +69,22 @@ def batch(target: str, kind: Any, n: int, ok: int | None = None) -> SampleBatch:
 
 
 def engine(name: str, title: str, p50: float | None, status: str = "operational",
-           reason: str = "all requests answered", **kw: Any) -> EngineResult:
+           reason: str = "all requests answered", *, hot_p50: float | None = None,
+           **kw: Any) -> EngineResult:
     s = summary(p50, **kw)
+    hot = None if hot_p50 is None else summary(hot_p50, count=50)
     return EngineResult(name=name, title=title, url=f"http://127.0.0.1/{name}", status=status,  # type: ignore[arg-type]
                         status_reason=reason, summary=s,
-                        samples=batch(name, "engine_http", 5, 5 if s.ok else 0))
+                        samples=batch(name, "engine_http", 5, 5 if s.ok else 0), hot=hot,
+                        hot_samples=None if hot is None else batch(name, "engine_hot", 5))
 
 
 def bus(name: str, title: str, ping: float, delivery: float, throughput: float,
-        lag: int = 0, pending: int = 0) -> BusResult:
+        lag: int = 0, pending: int = 0, **delivery_guard: Any) -> BusResult:
     return BusResult(
         name=name, title=title, url=f"redis://127.0.0.1/{name}", status="operational",
         status_reason="PING, delivery and capacity probes succeeded",
-        ping=summary(ping, count=200), delivery=summary(delivery, count=500),
+        ping=summary(ping, count=200), delivery=summary(delivery, count=500, **delivery_guard),
         throughput_msgs_per_s=throughput, capacity_messages=20000,
         info={"instantaneous_ops_per_sec": 1234.0, "connected_clients": 7.0,
               "used_memory": 1_048_576.0},
@@ -83,19 +101,21 @@ def pair(a: str, b: str, p50: float | None, status: str = "operational",
 
 
 def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggregate: str,
-            value: float | None, op: str, objective: float, passed: bool, grade: str | None,
+            value: float | None, op: str, objective: float, passed: bool | None, grade: str | None,
             severity: str = "error", *, key: bool = False, baseline: float | None = None,
             budget: float | None = None, burn: float | None = None,
-            reason: str | None = None) -> dict[str, Any]:
+            reason: str | None = None, outcome: str | None = None) -> dict[str, Any]:
     att = None
-    if value:
+    if value and outcome not in ("inconclusive", "pending_baseline"):
         att = objective / value if op.startswith("<") else value / objective
+    if outcome is None:
+        outcome = "pass" if passed else ("no_data" if value is None else "breach")
     return {"run_id": run_id, "slo": slo, "scope": scope, "target": target,
             "indicator": indicator, "aggregate": aggregate, "value": value,
             "objective_op": op, "objective": objective, "objective_text": f"{op} {objective:g}",
             "baseline": baseline, "passed": passed, "attainment": att, "grade": grade,
             "severity": severity, "weight": 1.0, "is_key": key, "reason": reason,
-            "error_budget_remaining": budget, "burn_rate": burn}
+            "error_budget_remaining": budget, "burn_rate": burn, "outcome": outcome}
 
 
 def insert_slo_rows(con: Any, rows: list[dict[str, Any]]) -> None:
@@ -105,15 +125,45 @@ def insert_slo_rows(con: Any, rows: list[dict[str, Any]]) -> None:
         con.execute(sql, [r[c] for c in cols])
 
 
+INCONCLUSIVE = ("inconclusive: p50 2.100 ms with 5 engines in flight was 5.0× its p50 alone "
+                "(0.420 ms), and the re-measure budget (probe.remeasure_budget_s 30) was spent")
+PAIR_NOTE = "re-measured alone: p50 1.460 ms with other pairs in flight was 2.1× its p50 alone"
+BUS_NOTE = "4 delivery samples re-taken: the probe host delayed their send"
+RE_MEASURED = ("re-measured alone: p50 0.900 ms with 5 engines in flight was 2.1× its p50 "
+               "alone (0.420 ms)")
+
+
+def _unjudged(run_id: str) -> tuple[list[EngineResult], list[dict[str, Any]]]:
+    """An engine whose paced summary is inconclusive, one re-measured alone with re-takes,
+    and the results that go with them (one inconclusive, two pending baseline)."""
+    engines = [engine("ml", "ML", 2.1, valid=False, invalid_reason=INCONCLUSIVE,
+                      inconclusive=True, solo_p50=0.42, hot_p50=0.2511),
+               engine("features", "Features", 0.42, replaced=3, solo_p50=0.42,
+                      note=RE_MEASURED)]
+    slos = [
+        slo_row(run_id, "engine_latency", "engine", "ml", "engine.latency_ms", "p99", None,
+                "<", 10.0, None, None, outcome="inconclusive", reason=INCONCLUSIVE),
+        slo_row(run_id, "engine_latency", "engine", "features", "engine.latency_ms", "p99",
+                0.84, "<", 10.0, True, "A+"),
+        slo_row(run_id, "engine_latency_regression", "engine", "risk", "engine.latency_ms",
+                "p99", 0.4862, "<=", 0.0, None, None, "warning", outcome="pending_baseline",
+                reason="pending baseline: 2 of 5 runs"),
+        slo_row(run_id, "engine_latency_regression", "engine", "strategy",
+                "engine.latency_ms", "p99", 2.284, "<=", 0.0, None, None, "warning",
+                outcome="pending_baseline", reason="pending baseline: 2 of 5 runs"),
+    ]
+    return engines, slos
+
+
 def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
               risk_p50: float = 0.2431, lag: int = 0, with_failures: bool = True,
-              overall: dict[str, Any] | None = None) -> None:
+              overall: dict[str, Any] | None = None, unjudged: bool = False) -> None:
     engines = [
-        engine("risk", "Risk", risk_p50),
-        engine("analytics", "Analytics", 0.2618),
-        engine("marketdata", "MarketData", 0.3312),
-        engine("strategy", "Strategy", 1.1420),
-        engine("xss", XSS, 0.3501),
+        engine("risk", "Risk", risk_p50, hot_p50=0.1912),
+        engine("analytics", "Analytics", 0.2618, hot_p50=0.2105),
+        engine("marketdata", "MarketData", 0.3312, hot_p50=0.2203),
+        engine("strategy", "Strategy", 1.1420, hot_p50=1.0507),
+        engine("xss", XSS, 0.3501, hot_p50=0.2301),
     ]
     if with_failures:
         engines += [
@@ -163,6 +213,13 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
                     "ratio", None, ">", 0.95, False, None,
                     reason="no data: engine unreachable"),
         ]
+    if unjudged:
+        more_engines, more_slos = _unjudged(run_id)
+        engines += more_engines
+        slos += more_slos
+        pairs[0] = pair("risk", "xss", 1.4612, replaced=2, solo_p50=0.7, note=PAIR_NOTE)
+        buses[0] = bus("marketdata", "MarketData Bus", 0.1102, 0.4205, 3350.0, replaced=4,
+                       solo_p50=0.4, note=BUS_NOTE)
     begin_run(wh, run_id, platform, settings=SETTINGS)
     with wh.transaction() as con:
         store_measurements(con, run_id, buses, engines, pairs)
@@ -170,7 +227,8 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
         complete_run(con, run_id, settings=SETTINGS, overall=overall or {
             "grade": "C" if with_failures else "A", "score": 71.25 if with_failures else 96.0,
             "passed": not with_failures, "result": "fail" if with_failures else "pass",
-            "breaches": sum(1 for s in slos if not s["passed"] and "tier" not in s["slo"])})
+            "breaches": sum(1 for s in slos if s["outcome"] in ("breach", "no_data")
+                            and "tier" not in s["slo"])})
 
 
 def make_warehouse(path: Path, runs: int = 3, *, platform: str = "Nautilus") -> Warehouse:
@@ -179,3 +237,105 @@ def make_warehouse(path: Path, runs: int = 3, *, platform: str = "Nautilus") -> 
     for i in range(1, runs + 1):
         write_run(wh, f"run-{i}", platform=platform, lag=10 * i)
     return wh
+
+
+# ----------------------------------------------------------------------- the seed's picture
+
+# (name, title, hot p50 ms or None): the seed's 13 engines; None = no successful answer
+SEED_ENGINES: tuple[tuple[str, str, float | None], ...] = (
+    ("analytics", "Analytics", 0.21), ("backtesting", "Backtesting", 0.75),
+    ("risk", "Risk", 0.19), ("factor", "Factor", 0.24), ("ml", "ML", 0.27),
+    ("features", "Features", 0.22), ("websocket", "WebSocket", None),
+    ("strategy", "Strategy", 1.05), ("marketdata", "MarketData", 0.2),
+    ("portfolio", "Portfolio", 0.23), ("collateral", "Collateral", 0.25),
+    ("vpin", "VPIN", None), ("enhanced_vpin", "Enhanced VPIN", 0.28))
+SEED_PAIRS = (("analytics", "risk"), ("ml", "strategy"), ("factor", "portfolio"),
+              ("risk", "collateral"))
+# What a paced request pays on top of the hot path: the idle wake-ups of both ends.
+PACED_EXTRA_MS = 0.4
+
+
+def spread(center: float, n: int) -> list[float]:
+    """n latencies around `center` (±15 %), whole microseconds, in a scrambled order."""
+    return [round(center * (0.85 + 0.3 * ((i * 37) % n) / n), 3) for i in range(n)]
+
+
+def timed(target: str, kind: Any, latencies: Sequence[float], every_ms: float, *,
+          ok: bool = True, error: str | None = None, status: int = 200) -> SampleBatch:
+    """A batch sent on a fixed schedule, each sample `latency` after its intended send."""
+    b = SampleBatch(target, kind)
+    for i, lat in enumerate(latencies):
+        t = round(i * every_ms * 1e6)
+        b.add(t, t, t + round(lat * 1e6), ok, status if ok else 0, error)
+    return b
+
+
+def seed_engine(name: str, title: str, hot_p50: float | None,
+                settings: ProbeSettings) -> EngineResult:
+    rate, n = settings.engine_rate_per_s, settings.engine_requests
+    if name == "websocket":
+        paced = timed(name, "engine_http", [1.0] * n, 1000 / rate, ok=False, error="refused")
+        return EngineResult(name=name, title=title, url=f"http://127.0.0.1/{name}",
+                            status="unreachable",
+                            status_reason="no connection could be made (refused)",
+                            summary=summarize(paced, rate, settings.min_samples,
+                                              settings.late_bound_ms), samples=paced)
+    failing = hot_p50 is None  # vpin: answers, but its body says unhealthy
+    center = 0.3 if failing else float(hot_p50)  # type: ignore[arg-type]
+    paced = timed(name, "engine_http", spread(center + PACED_EXTRA_MS, n), 1000 / rate,
+                  ok=not failing, error="status unhealthy" if failing else None)
+    hot = timed(name, "engine_hot", spread(center, settings.engine_hot_requests), center,
+                ok=not failing, error="status unhealthy" if failing else None)
+    return EngineResult(
+        name=name, title=title, url=f"http://127.0.0.1/{name}",
+        status="unhealthy" if failing else "operational",
+        status_reason=f"{n}/{n} requests failed (status unhealthy ×{n})" if failing
+        else f"{n}/{n} requests succeeded",
+        summary=summarize(paced, rate, settings.min_samples, settings.late_bound_ms),
+        samples=paced, hot=summarize(hot, None, settings.min_samples), hot_samples=hot)
+
+
+def seed_bus(name: str, title: str, engines: Sequence[str],
+             settings: ProbeSettings) -> BusResult:
+    ping = timed(name, "bus_ping", spread(0.11, settings.bus_ping_count), 0.2)
+    delivery = timed(name, "bus_delivery", spread(0.42, settings.bus_delivery_count),
+                     1000 / settings.bus_delivery_rate_per_s)
+    return BusResult(
+        name=name, title=title, url=f"redis://127.0.0.1/{name}", status="operational",
+        status_reason="PING, delivery and capacity probes succeeded",
+        ping=summarize(ping, None, settings.min_samples),
+        delivery=summarize(delivery, settings.bus_delivery_rate_per_s, settings.min_samples,
+                           settings.late_bound_ms),
+        throughput_msgs_per_s=3340.0, capacity_messages=settings.bus_capacity_messages,
+        info={"instantaneous_ops_per_sec": 1234.0},
+        streams=[StreamStat(stream=f"nautilus-{e}-streams", group=f"{e}-group", engine=e,
+                            exists=True, length=10, lag=0, pending=0, consumers=1)
+                 for e in engines],
+        samples=[ping, delivery])
+
+
+def seed_pair(a: str, b: str, settings: ProbeSettings) -> PairResult:
+    rt = timed(f"{a}->{b}", "pair_roundtrip", spread(1.2, settings.pair_count),
+               1000 / settings.pair_rate_per_s)
+    return PairResult(from_=a, to=b, bus="engine_logic", status="operational",
+                      status_reason=f"{settings.pair_count}/{settings.pair_count} round trips "
+                      "answered", summary=summarize(rt, settings.pair_rate_per_s,
+                                                    settings.min_samples,
+                                                    settings.late_bound_ms), samples=rt)
+
+
+def write_seed_run(wh: Warehouse, run_id: str = "seed-1") -> Evaluation:
+    """The seed scenario stored and judged by the shipped SLOs (module docstring)."""
+    settings = ProbeSettings()
+    engines = [seed_engine(n, t, hot, settings) for n, t, hot in SEED_ENGINES]
+    names = [n for n, _, _ in SEED_ENGINES]
+    buses = [seed_bus("marketdata", "MarketData Bus", names[:6], settings),
+             seed_bus("engine_logic", "Engine Logic Bus", names[6:], settings)]
+    pairs = [seed_pair(a, b, settings) for a, b in SEED_PAIRS]
+    dumped = settings.model_dump(mode="json")
+    begin_run(wh, run_id, "Nautilus", settings=dumped)
+    with wh.transaction() as con:
+        store_measurements(con, run_id, buses, engines, pairs)
+        ev = evaluate_run(con, run_id, load_slo_dir(REPO / "slo"), baseline_runs=5)
+        complete_run(con, run_id, settings=dumped, overall=ev.overall, probe_cpu_s=1.25)
+    return ev

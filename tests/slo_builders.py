@@ -32,7 +32,8 @@ def batch(target: str, kind: str, latencies_ms: Sequence[float],
     return b
 
 
-def summary(b: SampleBatch, *, valid: bool = True, reason: str | None = None) -> Summary:
+def summary(b: SampleBatch, *, valid: bool = True, reason: str | None = None,
+            inconclusive: bool = False) -> Summary:
     ok = sum(b.ok)
     lat = sorted(x for x, good in zip(b.latency_ms(), b.ok, strict=True) if good)
     mean = sum(lat) / len(lat) if lat else None
@@ -41,16 +42,19 @@ def summary(b: SampleBatch, *, valid: bool = True, reason: str | None = None) ->
                    max=lat[-1] if lat else None, min=lat[0] if lat else None,
                    service_p50=None, service_p99=None, intended_rate_per_s=None,
                    achieved_rate_per_s=None, lateness_p99_ms=None, valid=valid,
-                   invalid_reason=reason)
+                   invalid_reason=reason, inconclusive=inconclusive)
 
 
 def engine(name: str, latencies_ms: Sequence[float], failed: Sequence[float] = (), *,
            status: str = "operational", valid: bool = True,
-           reason: str | None = None) -> EngineResult:
+           reason: str | None = None, inconclusive: bool = False) -> EngineResult:
+    """`inconclusive`: the paced summary is marked so (valid False, `reason` "inconclusive:
+    ..."), as probes/engine.py does when the re-measure budget was spent."""
     b = batch(name, "engine_http", latencies_ms, failed)
     return EngineResult(name=name, title=name.title(), url=f"http://127.0.0.1/{name}",
                         status=status, status_reason=f"{status} by test",  # type: ignore[arg-type]
-                        summary=summary(b, valid=valid, reason=reason), samples=b)
+                        summary=summary(b, valid=valid and not inconclusive, reason=reason,
+                                        inconclusive=inconclusive), samples=b)
 
 
 def bus(name: str, *, delivery_ms: Sequence[float] = (0.3,) * 100,

@@ -8,8 +8,9 @@ a no-op for alerts already advanced by it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from dualbus_pipeline.alerts.notify import (
     PIPELINE_SLO,
@@ -22,7 +23,14 @@ from dualbus_pipeline.alerts.notify import (
     test_notification,
 )
 from dualbus_pipeline.alerts.outbox import deliver_pending, enqueue, send_with_retries
-from dualbus_pipeline.alerts.state import Policy, Verdict, advance
+from dualbus_pipeline.alerts.state import (
+    INCONCLUSIVE_SUFFIX,
+    Policy,
+    Step,
+    Verdict,
+    advance,
+    advance_inconclusive,
+)
 from dualbus_pipeline.config import Topology, parse_duration_s
 from dualbus_pipeline.errors import WarehouseError
 from dualbus_pipeline.store import Warehouse
@@ -36,52 +44,73 @@ class DispatchSummary:
     resolved: int = 0
     delivered: int = 0
     pending: int = 0
+    inconclusive: int = 0   # inconclusive alerts fired (resolves count in `resolved`)
 
 
 def policy_of(topology: Topology) -> Policy:
     a = topology.alerting
-    return Policy(for_runs=a.for_runs, remind_every_s=parse_duration_s(a.remind_every))
+    return Policy(for_runs=a.for_runs, remind_every_s=parse_duration_s(a.remind_every),
+                  inconclusive_runs=a.inconclusive_runs)
+
+
+@dataclass
+class _Batch:
+    """What one dispatch writes, in its one transaction."""
+
+    con: Any
+    topology: Topology
+    run_id: str
+    report_path: str | None
+    now: datetime
+    summary: DispatchSummary
+    changed: list[store.AlertRow] = field(default_factory=list)
+    events: list[store.AlertEvent] = field(default_factory=list)
+
+    def apply(self, v: Verdict, step: Step) -> None:
+        """Record one alert's step: its row, its event, its notification."""
+        if step.alert is not None:
+            self.changed.append(step.alert)
+        if step.transition is not None and step.alert is not None:
+            self.events.append(store.AlertEvent(
+                self.now, self.run_id, step.alert.slo, v.target, step.transition,
+                f"value {v.value!r}, objective {v.objective_text}, grade {v.grade or '-'}"))
+        if step.notify is None or step.alert is None:
+            return
+        facts = AlertFacts(slo=v.slo, target=v.target, severity=v.severity, value=v.value,
+                           objective_text=v.objective_text, grade=v.grade, scope=v.scope,
+                           indicator=v.indicator, reason=v.reason,
+                           fired_at=step.alert.fired_at,
+                           in_a_row=step.alert.consecutive_breaches)
+        n = alert_notification(step.notify, facts, run_id=self.run_id,
+                               report_path=self.report_path, platform=self.topology.platform)
+        enqueue(self.con, self.topology.alerts, n, now=self.now, run_id=self.run_id)
+        counter = {"firing": "fired", "reminder": "reminded", "resolved": "resolved",
+                   "inconclusive": "inconclusive", "inconclusive_resolved": "resolved"}
+        field_name = counter[step.notify]
+        setattr(self.summary, field_name, getattr(self.summary, field_name) + 1)
 
 
 def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
                     report_path: str | None, now: datetime | None = None) -> DispatchSummary:
-    """Advance every (slo, target) alert with this run's verdicts, queue and deliver."""
+    """Advance every (slo, target) alert with this run's verdicts, queue and deliver: the
+    breach alert, and the inconclusive alert (alerts/state.py)."""
     now = now or datetime.now(UTC)
     policy = policy_of(topology)
     summary = DispatchSummary()
     with wh.transaction() as con:
         current = store.load_alerts(con)
-        changed: list[store.AlertRow] = []
-        events: list[store.AlertEvent] = []
+        batch = _Batch(con, topology, run_id, report_path, now, summary)
         for row in store.run_verdicts(con, run_id):
             v = Verdict.from_row(row)
-            prev = current.get((v.slo, v.target))
-            if prev is not None and prev.last_run == run_id:
-                continue  # this run already advanced this alert (asset re-materialized)
-            step = advance(prev, v, run_id=run_id, now=now, policy=policy)
-            if step.alert is not None:
-                changed.append(step.alert)
-            if step.transition is not None:
-                events.append(store.AlertEvent(
-                    now, run_id, v.slo, v.target, step.transition,
-                    f"value {v.value!r}, objective {v.objective_text}, grade {v.grade or '-'}"))
-            if step.notify is not None and step.alert is not None:
-                facts = AlertFacts(slo=v.slo, target=v.target, severity=v.severity,
-                                   value=v.value, objective_text=v.objective_text,
-                                   grade=v.grade, scope=v.scope, indicator=v.indicator,
-                                   reason=v.reason, fired_at=step.alert.fired_at)
-                n = alert_notification(step.notify, facts, run_id=run_id,
-                                       report_path=report_path, platform=topology.platform)
-                enqueue(con, topology.alerts, n, now=now, run_id=run_id)
-                if step.notify == "firing":
-                    summary.fired += 1
-                elif step.notify == "reminder":
-                    summary.reminded += 1
-                else:
-                    summary.resolved += 1
+            for key, advance_fn in ((v.slo, advance),
+                                    (v.slo + INCONCLUSIVE_SUFFIX, advance_inconclusive)):
+                prev = current.get((key, v.target))
+                if prev is not None and prev.last_run == run_id:
+                    continue  # this run already advanced this alert (asset re-materialized)
+                batch.apply(v, advance_fn(prev, v, run_id=run_id, now=now, policy=policy))
         # One statement each, whatever the number of targets (1,000 engines: thousands of rows).
-        store.save_alerts(con, changed)
-        store.add_events(con, events)
+        store.save_alerts(con, batch.changed)
+        store.add_events(con, batch.events)
     delivery = deliver_pending(wh, topology, now=now)
     summary.delivered = delivery.delivered
     summary.pending = delivery.pending

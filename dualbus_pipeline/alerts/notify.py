@@ -4,7 +4,10 @@ Contract (docs/alerts.md): the title starts with ``FIRING``, ``FIRING (reminder)
 ``RESOLVED``, then ``<severity>: <slo> on <target>``; the body carries value, objective,
 grade, run id and report path, one ``Key: value`` per line. Apprise notify type is
 ``failure`` for an error-severity alert, ``warning`` for a warning one, ``success`` for a
-resolve. Pipeline failures and the dead-man switch follow the same shape with their own
+resolve. An inconclusive alert is titled ``INCONCLUSIVE warning: <slo> on <target>`` and
+resolves as ``RESOLVED (conclusive again) warning: ...``: always warning severity and type
+(dualbus could not tell, which is not the platform failing), the SLO's own severity in the
+body. Pipeline failures and the dead-man switch follow the same shape with their own
 subject; they reach every sink (a sink's slos/targets filters are for SLO alerts).
 """
 
@@ -23,7 +26,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from dualbus_pipeline.config import AlertSink
 from dualbus_pipeline.yamlsrc import mask_secrets
 
-Kind = Literal["firing", "reminder", "resolved", "pipeline", "deadman", "test"]
+Kind = Literal["firing", "reminder", "resolved", "inconclusive", "inconclusive_resolved",
+               "pipeline", "deadman", "test"]
+AlertKind = Literal["firing", "reminder", "resolved", "inconclusive", "inconclusive_resolved"]
 NotifyType = Literal["info", "success", "warning", "failure"]
 
 SEVERITY_RANK = {"warning": 1, "error": 2}
@@ -58,6 +63,7 @@ class AlertFacts:
     indicator: str = ""
     reason: str | None = None
     fired_at: datetime | None = None
+    in_a_row: int | None = None  # inconclusive runs in a row (inconclusive alerts)
 
 
 def format_value(v: float | None) -> str:
@@ -66,10 +72,16 @@ def format_value(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-def alert_notification(kind: Literal["firing", "reminder", "resolved"], a: AlertFacts, *,
-                       run_id: str, report_path: str | None, platform: str) -> Notification:
-    head = {"firing": "FIRING", "reminder": "FIRING (reminder)", "resolved": "RESOLVED"}[kind]
-    title = f"{head} {a.severity}: {a.slo} on {a.target}"
+_HEADS = {"firing": "FIRING", "reminder": "FIRING (reminder)", "resolved": "RESOLVED",
+          "inconclusive": "INCONCLUSIVE", "inconclusive_resolved": "RESOLVED (conclusive again)"}
+
+
+def alert_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
+                       report_path: str | None, platform: str) -> Notification:
+    if kind in ("inconclusive", "inconclusive_resolved"):
+        return _inconclusive_notification(kind, a, run_id=run_id, report_path=report_path,
+                                          platform=platform)
+    title = f"{_HEADS[kind]} {a.severity}: {a.slo} on {a.target}"
     lines = [
         f"SLO: {a.slo} ({a.severity})",
         f"Target: {a.target}" + (f" ({a.scope})" if a.scope else ""),
@@ -88,6 +100,30 @@ def alert_notification(kind: Literal["firing", "reminder", "resolved"], a: Alert
                          else "failure" if a.severity == "error" else "warning")
     return Notification(kind=kind, severity=a.severity, title=title, body="\n".join(lines),
                         notify_type=ntype, slo=a.slo, target=a.target, run_id=run_id)
+
+
+def _inconclusive_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
+                               report_path: str | None, platform: str) -> Notification:
+    resolved = kind == "inconclusive_resolved"
+    title = f"{_HEADS[kind]} warning: {a.slo} on {a.target}"
+    first = ("dualbus measures this SLO again: this run's verdict is conclusive."
+             if resolved else
+             f"dualbus could not judge this SLO in {a.in_a_row or 'several'} runs in a row: "
+             "the probe host could not measure without disturbing (docs/probes.md).")
+    lines = [first,
+             f"SLO: {a.slo} ({a.severity})",
+             f"Target: {a.target}" + (f" ({a.scope})" if a.scope else ""),
+             f"Objective: {a.objective_text}",
+             f"Run: {run_id}",
+             f"Report: {report_path or '-'}",
+             f"Platform: {platform}"]
+    if resolved and a.fired_at is not None:
+        lines.append(f"Inconclusive since: {a.fired_at.isoformat(timespec='seconds')}")
+    if a.reason and not resolved:
+        lines.append(f"Reason: {a.reason}")
+    return Notification(kind=kind, severity="warning", title=title, body="\n".join(lines),
+                        notify_type="success" if resolved else "warning", slo=a.slo,
+                        target=a.target, run_id=run_id)
 
 
 def pipeline_failure_notification(platform: str, run_id: str, error: str) -> Notification:

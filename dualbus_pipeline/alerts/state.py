@@ -1,4 +1,7 @@
-"""The alert state machine: one alert per (slo, target), advanced once per run.
+"""The alert state machines: per (slo, target) one breach alert and one inconclusive alert,
+each advanced once per run.
+
+Breach alerts:
 
     (no row) ──breach──▶ pending ──breach × for_runs──▶ firing ──pass──▶ resolved
         │                   │ pass (quiet: never fired)    │ ▲              │
@@ -8,9 +11,18 @@
   which damps flapping targets);
 * while firing, a reminder at most every `remind_every`;
 * resolved when the SLO passes again (a notification only if it had fired);
-* a result that could not be judged ("insufficient baseline", grade NULL) changes nothing.
+* a result that is not a verdict (pending baseline, inconclusive) changes nothing.
 
-`advance` is pure; `dualbus_pipeline.alerts.dispatch` persists its outcome.
+Inconclusive alerts (`advance_inconclusive`), a kind of their own: the platform may be fine,
+but dualbus could not tell. One inconclusive run is the probe host having a bad minute and says
+nothing; `inconclusive_runs` in a row (default 3) means the SLO is blind, and that is worth
+one warning. The alert resolves at the next conclusive verdict (pass, breach or no data);
+pending baseline changes nothing. Its row lives beside the breach alert's under
+``<slo>:inconclusive`` (SLO names are ``[a-z0-9_]+``, so the key cannot collide); no
+reminders: it is about the measurement, and the breach alerts carry the platform's news.
+
+`advance` and `advance_inconclusive` are pure; `dualbus_pipeline.alerts.dispatch` persists
+their outcome.
 """
 
 from __future__ import annotations
@@ -22,7 +34,10 @@ from typing import Any, Literal
 from dualbus_pipeline.store.alerts import AlertRow
 
 Transition = Literal["pending", "fired", "reminded", "resolved", "cleared"]
-NotifyKind = Literal["firing", "reminder", "resolved"]
+NotifyKind = Literal["firing", "reminder", "resolved", "inconclusive",
+                     "inconclusive_resolved"]
+INCONCLUSIVE_SUFFIX = ":inconclusive"
+_JUDGED = ("pass", "breach", "no_data")
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class Verdict:
     scope: str = ""
     indicator: str = ""
     reason: str | None = None
+    outcome: str | None = None
 
     @classmethod
     def from_row(cls, r: dict[str, Any]) -> Verdict:
@@ -46,19 +62,35 @@ class Verdict:
                    passed=bool(r["passed"]), value=r["value"],
                    objective_text=r["objective_text"], grade=r["grade"],
                    scope=r.get("scope") or "", indicator=r.get("indicator") or "",
-                   reason=r.get("reason"))
+                   reason=r.get("reason"), outcome=r.get("outcome"))
+
+    @property
+    def kind(self) -> str:
+        """pass | breach | no_data | pending_baseline | inconclusive. Rows written before
+        outcomes were stored say it only through passed, grade and reason."""
+        if self.outcome == "insufficient_baseline":
+            return "pending_baseline"
+        if self.outcome:
+            return self.outcome
+        reason = self.reason or ""
+        if self.grade is None and reason.startswith(("insufficient baseline",
+                                                     "pending baseline")):
+            return "pending_baseline"
+        if self.passed:
+            return "pass"
+        return "no_data" if self.value is None else "breach"
 
     @property
     def judged(self) -> bool:
         """False for results that are neither a breach nor a pass."""
-        return not (self.grade is None and (self.reason or "").startswith(
-            "insufficient baseline"))
+        return self.kind in _JUDGED
 
 
 @dataclass(frozen=True)
 class Policy:
     for_runs: int = 1
     remind_every_s: float = 4 * 3600
+    inconclusive_runs: int = 3
 
 
 @dataclass(frozen=True)
@@ -70,10 +102,10 @@ class Step:
 
 def advance(prev: AlertRow | None, v: Verdict, *, run_id: str, now: datetime,
             policy: Policy) -> Step:
-    """The next state of one alert given this run's verdict."""
+    """The next state of one breach alert given this run's verdict."""
     if not v.judged:
         return Step(None, None, None)
-    if v.passed:
+    if v.kind == "pass":
         if prev is None or prev.state == "resolved":
             return Step(None, None, None)
         was_firing = prev.state == "firing"
@@ -111,3 +143,30 @@ def _fire(row: AlertRow, now: datetime) -> AlertRow:
 def _with_facts(row: AlertRow, v: Verdict, run_id: str) -> AlertRow:
     return replace(row, severity=v.severity, value=v.value, objective_text=v.objective_text,
                    grade=v.grade, last_run=run_id)
+
+
+def advance_inconclusive(prev: AlertRow | None, v: Verdict, *, run_id: str, now: datetime,
+                         policy: Policy) -> Step:
+    """The next state of one inconclusive alert (key ``<slo>:inconclusive``; module
+    docstring). `consecutive_breaches` counts the inconclusive runs in a row."""
+    active = prev is not None and prev.state != "resolved"
+    if v.kind == "inconclusive":
+        if prev is None or prev.state == "resolved":
+            base = AlertRow(slo=v.slo + INCONCLUSIVE_SUFFIX, target=v.target, state="pending",
+                            severity="warning", consecutive_breaches=0,
+                            first_breach_run=run_id)
+        else:
+            base = prev
+        row = replace(_with_facts(base, v, run_id), severity="warning",
+                      consecutive_breaches=base.consecutive_breaches + 1)
+        if row.state == "pending" and row.consecutive_breaches >= policy.inconclusive_runs:
+            return Step(_fire(row, now), "fired", "inconclusive")
+        return Step(row, "pending" if not active else None, None)
+    if not active or not v.judged:
+        return Step(None, None, None)  # pending baseline says nothing about the measurement
+    assert prev is not None
+    row = replace(_with_facts(prev, v, run_id), severity="warning", state="resolved",
+                  consecutive_breaches=0, resolved_at=now)
+    if prev.state == "firing":
+        return Step(replace(row, last_notified_at=now), "resolved", "inconclusive_resolved")
+    return Step(row, "cleared", None)

@@ -66,6 +66,7 @@ def _delivery(d: dict[str, Any]) -> str:
 
 
 def _list(path: Path, state: str | None) -> int:
+    from dualbus_pipeline.alerts.state import INCONCLUSIVE_SUFFIX
     from dualbus_pipeline.store import Warehouse
     from dualbus_pipeline.store import alerts as store
 
@@ -79,7 +80,10 @@ def _list(path: Path, state: str | None) -> int:
         stuck = store.undelivered_rows(con)
     by_alert: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for d in deliveries:
-        by_alert.setdefault((d["slo"], d["target"]), []).append(d)
+        # an inconclusive alert's row is keyed `<slo>:inconclusive`; its notifications name
+        # the SLO itself (so sink filters match what the user wrote)
+        key = d["slo"] + (INCONCLUSIVE_SUFFIX if d["kind"].startswith("inconclusive") else "")
+        by_alert.setdefault((key, d["target"]), []).append(d)
     if not alerts:
         print("no alerts" + (f" in state {state}" if state else ""))
     for a in alerts:

@@ -71,6 +71,7 @@ def to_json(run_id: str, platform: str, buses: list[BusResult], engines: list[En
                   for b in buses],
         "engines": [{"name": e.name, "url": e.url, "status": e.status,
                      "status_reason": e.status_reason, "latency_ms": _summary(e.summary),
+                     "hot_latency_ms": _summary(e.hot) if e.hot is not None else None,
                      "success_ratio": e.summary.success_ratio, "capacity_rps": e.capacity_rps,
                      "body_statuses": e.body_statuses} for e in engines],
         "pairs": [{"from": p.from_, "to": p.to, "bus": p.bus, "status": p.status,
@@ -109,12 +110,14 @@ def render_table(buses: list[BusResult], engines: list[EngineResult],
         lines.append("")
     if engines:
         lines.append(f"{'ENGINE':<16} {'STATUS':<12} {'p50':>8} {'p90':>8} {'p99':>8} "
-                     f"{'max':>8} {'OK%':>6}  REASON")
+                     f"{'max':>8} {'hot p50':>8} {'OK%':>6}  REASON")
         for e in engines:
             s = e.summary
+            hot = e.hot.p50 if e.hot is not None else None
             lines.append(f"{e.name:<16} {e.status:<12} {_ms(s.p50):>8} {_ms(s.p90):>8} "
-                         f"{_ms(s.p99):>8} {_ms(s.max):>8} {s.success_ratio:>6.1%}  "
-                         f"{e.status_reason}{_valid(s)}")
+                         f"{_ms(s.p99):>8} {_ms(s.max):>8} {_ms(hot):>8} "
+                         f"{s.success_ratio:>6.1%}  {e.status_reason}{_valid(s)}"
+                         + (f"  [{s.note}]" if s.note else ""))
         lines.append("")
     if pairs:
         lines.append(f"{'PAIR':<24} {'STATUS':<12} {'p50':>8} {'p99':>8} {'OK%':>6}  REASON")
@@ -124,5 +127,6 @@ def render_table(buses: list[BusResult], engines: list[EngineResult],
                          f"{_ms(s.p99):>8} {s.success_ratio:>6.1%}  {p.status_reason}"
                          f"{_valid(s)}")
         lines.append("")
-    lines.append("latencies in ms from the intended send time; nothing was stored")
+    lines.append("latencies in ms, paced (from when the probe was ready to send) and hot (back "
+                 "to back); nothing was stored")
     return "\n".join(lines)

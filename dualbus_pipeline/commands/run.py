@@ -28,11 +28,18 @@ if TYPE_CHECKING:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, helptext in (("run", "one pipeline run (exit 0 when it completed)"),
-                           ("check", "one run as a CI gate (exit 1 on error-severity breach)")):
+                           ("check", "one run as a CI gate (exit 1 when the gate fails)")):
         p = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
         p.add_argument("--slo", metavar="DIR", default=None,
                        help="SLO directory (default: slo/ next to the config, else shipped)")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
+        if name == "check":
+            p.add_argument(
+                "--fail-on", choices=("error", "warning", "result"), default="error",
+                help="error (default): an error-severity breach or no data fails; warning: "
+                "a breach or no data of either severity fails; result: the overall result "
+                "fail or no verdict fails. Inconclusive and pending-baseline results never "
+                "fail the gate")
         p.set_defaults(func=run_cmd if name == "run" else check_cmd)
 
 
@@ -175,19 +182,22 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def check_cmd(args: argparse.Namespace) -> int:
-    from dualbus_pipeline.slospec.gate import breach_line, gate_breaches
+    from dualbus_pipeline.slospec.gate import gate_report
     from dualbus_pipeline.store import Warehouse
     from dualbus_pipeline.store.queries import run_bundle
 
     out = execute(args.config, args.slo, args.warehouse, quiet=args.quiet)
     with Warehouse(out.warehouse).connect() as con:
         bundle = run_bundle(con, out.run_id)
-    failures = [breach_line(r) for r in gate_breaches(bundle["slo_results"])]
+    gate = gate_report(bundle["slo_results"], getattr(args, "fail_on", "error"),
+                       bundle["run"] or {})
     print(f"run {out.run_id} completed in {out.seconds:.1f}s; report: {out.report_html}")
-    if not failures:
-        print("check passed: no error-severity SLO breached")
+    if gate.not_judged:
+        print(gate.not_judged)
+    if not gate.failed:
+        print(gate.headline)
         return 0
-    print(f"check FAILED: {len(failures)} error-severity breach(es):", file=sys.stderr)
-    for line in failures:
+    print(gate.headline, file=sys.stderr)
+    for line in gate.lines:
         print(f"  {line}", file=sys.stderr)
     return 1

@@ -27,7 +27,7 @@ from dualbus_pipeline.defs.resources import (
     WarehouseResource,
 )
 from dualbus_pipeline.probes.model import BusResult, EngineResult, PairResult
-from dualbus_pipeline.probes.session import Phase, measure
+from dualbus_pipeline.probes.session import Phase, PhaseResult, measure
 from dualbus_pipeline.snapshot import begin_run_record
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store.runs import fail_run
@@ -56,11 +56,14 @@ def _start(context: AssetExecutionContext, topology: TopologyResource,
     return cfg, wh
 
 
-def _measure(cfg: LoadedConfig, run_id: str, phase: Phase) -> tuple[list[Any], float]:
+def _measure(cfg: LoadedConfig, run_id: str, phase: Phase) -> PhaseResult:
     """One probe phase, measured in a child process (probes/session.py): the one `dualbus run`
     opened before Dagster started, else one of the asset's own."""
-    got = measure(cfg.topology, run_id, phase)
-    return got.results, got.seconds
+    return measure(cfg.topology, run_id, phase)
+
+
+def _probe_meta(phase: PhaseResult) -> dict[str, Any]:
+    return {"probe_seconds": round(phase.seconds, 3), "probe_cpu_seconds": round(phase.cpu_s, 3)}
 
 
 def _num(v: float | None) -> float:
@@ -71,12 +74,14 @@ def _num(v: float | None) -> float:
        description="Bus probes (product.md §4.1): PING round trips, publish→consume delivery "
        "latency over Redis Streams, a bounded capacity burst, and passive INFO/XINFO health.")
 def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
-                     buses: BusesResource, warehouse: WarehouseResource) -> Output[list[BusResult]]:
+                     buses: BusesResource, warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
         assert [b.name for b in buses.buses()] == [b.name for b in cfg.topology.buses]
-        result, probed = _measure(cfg, context.run.run_id, "buses")
-    meta: dict[str, Any] = {"probe_seconds": round(probed, 3)}
+        phase = _measure(cfg, context.run.run_id, "buses")
+    result: list[BusResult] = phase.results
+    probed = phase.seconds
+    meta: dict[str, Any] = _probe_meta(phase)
     for b in result:
         meta[f"{b.name}_status"] = b.status
         meta[f"{b.name}_ping_p50_ms"] = _num(b.ping.p50)
@@ -84,7 +89,7 @@ def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
         meta[f"{b.name}_throughput_msgs_per_s"] = _num(b.throughput_msgs_per_s)
     progress.emit("bus_measurements", ", ".join(f"{b.name} {b.status}" for b in result)
                   + f" [probed {probed:.2f}s]")
-    return Output(result, metadata=meta)
+    return Output(phase, metadata=meta)
 
 
 @asset(group_name=PROBES, kinds={"python"},
@@ -92,34 +97,38 @@ def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
        "health path, latency from the intended send time, classification.")
 def engine_measurements(context: AssetExecutionContext, topology: TopologyResource,
                         engines: EnginesResource,
-                        warehouse: WarehouseResource) -> Output[list[EngineResult]]:
+                        warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
         assert len(engines.engines()) == len(cfg.topology.engines)
-        result, probed = _measure(cfg, context.run.run_id, "engines")
+        phase = _measure(cfg, context.run.run_id, "engines")
+    result: list[EngineResult] = phase.results
+    probed = phase.seconds
     operational = sum(1 for e in result if e.status == "operational")
     meta: dict[str, Any] = {
         "engines_total": len(result),
         "engines_operational": operational,
         "availability": _num(operational / len(result)) if result else _num(None),
-        "probe_seconds": round(probed, 3),
+        **_probe_meta(phase),
     }
     for e in result[:50]:  # the UI plots each key; cap so 1,000 engines stay readable
         meta[f"{e.name}_p99_ms"] = _num(e.summary.p99)
     progress.emit("engine_measurements",
                   f"{operational}/{len(result)} engines operational [probed {probed:.2f}s]")
-    return Output(result, metadata=meta)
+    return Output(phase, metadata=meta)
 
 
 @asset(group_name=PROBES, kinds={"redis", "python"},
        description="Cross-engine round trips through the bus with the dualbus probe protocol "
        "(product.md §4.3): probe → A's stream → B's stream → reply.")
 def pair_measurements(context: AssetExecutionContext, topology: TopologyResource,
-                      warehouse: WarehouseResource) -> Output[list[PairResult]]:
+                      warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
-        result, probed = _measure(cfg, context.run.run_id, "pairs")
-    meta: dict[str, Any] = {"probe_seconds": round(probed, 3)}
+        phase = _measure(cfg, context.run.run_id, "pairs")
+    result: list[PairResult] = phase.results
+    probed = phase.seconds
+    meta: dict[str, Any] = _probe_meta(phase)
     for p in result[:50]:  # capped like engines: the UI plots each key
         meta[f"{p.from_}_to_{p.to}_p99_ms"] = _num(p.summary.p99)
     shown = ", ".join(f"{p.from_}->{p.to} {p.status}" for p in result[:8])
@@ -128,7 +137,7 @@ def pair_measurements(context: AssetExecutionContext, topology: TopologyResource
                  "operational)"
     progress.emit("pair_measurements", (shown or "no pairs declared")
                   + f" [probed {probed:.2f}s]")
-    return Output(result, metadata=meta)
+    return Output(phase, metadata=meta)
 
 
 @asset(group_name=WAREHOUSE, kinds={"duckdb"},
@@ -137,8 +146,8 @@ def pair_measurements(context: AssetExecutionContext, topology: TopologyResource
        description="Loads every sample of the run into DuckDB and evaluates the SLOs, in ONE "
        "transaction: a run is either stored whole with its verdicts or not at all.")
 def slo_results(context: AssetExecutionContext, topology: TopologyResource,
-                warehouse: WarehouseResource, slo: SloResource, buses: list[BusResult],
-                engines: list[EngineResult], pairs: list[PairResult]) -> MaterializeResult[None]:
+                warehouse: WarehouseResource, slo: SloResource, buses: PhaseResult,
+                engines: PhaseResult, pairs: PhaseResult) -> MaterializeResult[None]:
     from dualbus_pipeline.slospec.evaluate import evaluate_run
     from dualbus_pipeline.slospec.loader import load_slo_dir
     from dualbus_pipeline.store.runs import complete_run, store_measurements
@@ -149,19 +158,25 @@ def slo_results(context: AssetExecutionContext, topology: TopologyResource,
     with recording_failure(wh, run_id):
         slos = load_slo_dir(Path(slo.slo_dir))
         with wh.transaction() as con:
-            n_samples = store_measurements(con, run_id, buses, engines, pairs)
+            n_samples = store_measurements(con, run_id, buses.results, engines.results,
+                                           pairs.results)
             evaluation = evaluate_run(con, run_id, slos,
                                       baseline_runs=cfg.topology.baseline.runs,
                                       pass_score=cfg.topology.scoring.pass_score,
                                       warning_score=cfg.topology.scoring.warning_score)
             complete_run(con, run_id, settings=cfg.topology.probe.model_dump(mode="json"),
-                         overall=evaluation.overall)
+                         overall=evaluation.overall,
+                         probe_cpu_s=round(buses.cpu_s + engines.cpu_s + pairs.cpu_s, 3))
     overall = evaluation.overall
-    progress.emit("slo_results", f"{n_samples} samples stored; grade {overall.get('grade')}, "
-                  f"{overall.get('breaches')} breaches")
+    grade = overall.get("grade") or "— (no verdict)"
+    not_judged = int(overall.get("inconclusive") or 0)
+    progress.emit("slo_results", f"{n_samples} samples stored; grade {grade}, "
+                  f"{overall.get('breaches')} breaches"
+                  + (f", {not_judged} inconclusive" if not_judged else ""))
     return MaterializeResult(metadata={
         "samples": n_samples,
-        "overall_grade": str(overall.get("grade")),
+        "overall_grade": str(grade),
+        "inconclusive": not_judged,
         "overall_score": _num(overall.get("score")),
         "breaches": int(overall.get("breaches") or 0),
         "result": str(overall.get("result")),
@@ -200,7 +215,7 @@ def graded_report(context: AssetExecutionContext, warehouse: WarehouseResource,
         "report_html": MetadataValue.path(str(out.paths["html"])),
         "report_md": MetadataValue.path(str(out.paths["md"])),
         "results_json": MetadataValue.path(str(out.paths["json"])),
-        "overall_grade": str(out.results["overall"]["grade"]),
+        "overall_grade": str(out.results["overall"]["grade"] or "— (no verdict)"),
         "availability": _num(out.results["system"]["availability"]),
         "combined_bus_throughput_msgs_per_s":
             _num(out.results["system"]["combined_bus_throughput_msgs_per_s"]),

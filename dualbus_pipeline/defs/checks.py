@@ -8,6 +8,11 @@ A blocking check sits on `slo_results` itself: blocking a measurement asset woul
 `slo_results` wait for a check that waits for `slo_results` (Dagster 1.13 rejects that cycle),
 and what a blocking SLO should hold back is what comes after the verdicts (trends, report).
 
+A check fails when a target breached or had no data. Inconclusive and pending-baseline targets
+are neither: they never fail a check, and the description and metadata
+(`inconclusive_targets`, `pending_targets`, `outcomes`) name them so a green check with blind
+spots does not read as a clean pass.
+
 No `from __future__ import annotations` here: Dagster inspects the check function's
 `context` annotation at definition time and needs the real class, not a string.
 """
@@ -28,6 +33,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from dualbus_pipeline.slospec.gate import outcome_of
 from dualbus_pipeline.slospec.model import Slo
 from dualbus_pipeline.store.slo_queries import results_by_slo
 
@@ -87,18 +93,35 @@ def check_result(slo: Slo, key: AssetCheckKey, rows: list[dict[str, Any]],
         return AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=passed,
                                 severity=severity, description=text,
                                 metadata={**common, "targets": 0})
-    gated = [r for r in rows if r["outcome"] in ("breach", "no_data")]
-    failed_targets = [r["target"] for r in gated]
+    outcomes = {r["target"]: outcome_of(r) for r in rows}
+    gated = [r for r in rows if outcomes[r["target"]] in ("breach", "no_data")]
+    return AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=not gated,
+                            severity=severity,
+                            description=_description(slo, rows, gated, outcomes)[:2000],
+                            metadata={**common, **_metadata(rows, gated, outcomes)})
+
+
+def _worst(rows: list[dict[str, Any]], gated: list[dict[str, Any]]) -> dict[str, Any]:
     graded = [r for r in rows if r["attainment"] is not None]
-    worst = min(graded, key=lambda r: r["attainment"]) if graded else (gated or rows)[0]
+    return min(graded, key=lambda r: r["attainment"]) if graded else (gated or rows)[0]
+
+
+def _named(outcomes: dict[str, str], outcome: str) -> list[str]:
+    return [t for t, o in outcomes.items() if o == outcome]
+
+
+def _metadata(rows: list[dict[str, Any]], gated: list[dict[str, Any]],
+              outcomes: dict[str, str]) -> dict[str, Any]:
+    worst = _worst(rows, gated)
     metadata: dict[str, Any] = {
-        **common,
         "targets": len(rows),
-        "failed_targets": ", ".join(failed_targets) or "none",
+        "failed_targets": ", ".join(r["target"] for r in gated) or "none",
+        "inconclusive_targets": ", ".join(_named(outcomes, "inconclusive")) or "none",
+        "pending_targets": ", ".join(_named(outcomes, "pending_baseline")) or "none",
         "worst_target": worst["target"],
         "values": MetadataValue.json({r["target"]: r["value"] for r in rows}),
         "grades": MetadataValue.json({r["target"]: r["grade"] for r in rows}),
-        "outcomes": MetadataValue.json({r["target"]: r["outcome"] for r in rows}),
+        "outcomes": MetadataValue.json(outcomes),
     }
     if worst["value"] is not None:
         metadata["worst_value"] = float(worst["value"])
@@ -108,9 +131,27 @@ def check_result(slo: Slo, key: AssetCheckKey, rows: list[dict[str, Any]],
                if r["error_budget_remaining"] is not None]
     if budgets:
         metadata["error_budget_remaining"] = float(min(budgets))
-    description = (f"{len(gated)} of {len(rows)} targets missed {slo.objective.text()}: "
-                   f"{worst['target']} — {worst['reason']}" if gated
-                   else f"all {len(rows)} targets meet {slo.objective.text()}")
-    return AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=not gated,
-                            severity=severity, description=description[:2000],
-                            metadata=metadata)
+    return metadata
+
+
+def _description(slo: Slo, rows: list[dict[str, Any]], gated: list[dict[str, Any]],
+                 outcomes: dict[str, str]) -> str:
+    objective = slo.objective.text()
+    judged = [r for r in rows if outcomes[r["target"]] in ("pass", "breach", "no_data")]
+    if gated:
+        worst = _worst(rows, gated)
+        text = (f"{len(gated)} of {len(rows)} targets missed {objective}: "
+                f"{worst['target']} — {worst['reason']}")
+    elif judged:
+        which = "targets" if len(judged) == len(rows) else "judged targets"
+        text = f"all {len(judged)} {which} meet {objective}"
+    else:
+        text = f"no target was judged against {objective}"
+    for outcome, label in (("inconclusive", "inconclusive"),
+                           ("pending_baseline", "pending baseline")):
+        named = _named(outcomes, outcome)
+        if named:
+            first = next(r for r in rows if r["target"] == named[0])
+            text += (f"; {len(named)} {label} (not judged): {', '.join(named)} — "
+                     f"{first['reason']}")
+    return text

@@ -17,15 +17,14 @@ exception.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.burst import run_burst
 from dualbus_pipeline.probes.model import BusResult, BusStatus, SampleBatch, StreamStat
+from dualbus_pipeline.probes.paced import Listener, paced_sends
 from dualbus_pipeline.probes.resp import (
     PING,
     RespConnection,
@@ -35,7 +34,7 @@ from dualbus_pipeline.probes.resp import (
     pairs_to_dict,
 )
 from dualbus_pipeline.probes.stats import summarize
-from dualbus_pipeline.probes.timing import in_thread, lower_timer_slack, now_ns, sleep_until_ns
+from dualbus_pipeline.probes.timing import in_thread, now_ns
 
 PROBE_PREFIX = "dualbus:probe:"
 GROUP = "dualbus-probe"
@@ -50,9 +49,16 @@ INFO_FIELDS = ("instantaneous_ops_per_sec", "connected_clients", "blocked_client
 
 
 def probe_key(run_id: str, bus: str, suffix: str) -> str:
-    key = f"{PROBE_PREFIX}{run_id}:{bus}:{suffix}"
-    assert key.startswith(PROBE_PREFIX)
-    return key
+    return f"{PROBE_PREFIX}{run_id}:{bus}:{suffix}"
+
+
+def only_probe_keys(keys: list[str]) -> None:
+    """The safety rule of every delete: a probe touches nothing outside ``dualbus:probe:``
+    (a real check, not an ``assert``, which ``python -O`` would remove)."""
+    foreign = [k for k in keys if not k.startswith(PROBE_PREFIX)]
+    if foreign:
+        raise ValueError(f"refusing to delete {foreign[0]!r}: probes only write under "
+                         f"{PROBE_PREFIX!r}")
 
 
 async def probe_bus(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSettings,
@@ -95,7 +101,6 @@ class Link:
 
 def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSettings,
                        run_id: str) -> BusResult:
-    lower_timer_slack()
     timeout = settings.bus_timeout_s
     ping = SampleBatch(target=bus.name, kind="bus_ping")
     delivery = SampleBatch(target=bus.name, kind="bus_delivery")
@@ -137,7 +142,7 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
         or _first_error(delivery)
     ping_summary = summarize(ping, None, settings.min_samples)
     delivery_summary = summarize(delivery, settings.bus_delivery_rate_per_s,
-                                 settings.min_samples)
+                                 settings.min_samples, settings.late_bound_ms)
     status, reason = classify_bus(ping_summary.success_ratio, delivery_summary.success_ratio,
                                   len(ping), len(delivery), notes, first_error)
     return BusResult(
@@ -226,59 +231,20 @@ def ping_samples(link: Link, count: int, batch: SampleBatch) -> None:
             conn.send(PING)
             conn.read()
         except Exception as exc:  # a failed sample
-            t1 = now_ns()
-            batch.add(t0, t0, t1, False, 0, connect_error_text(exc))
+            batch.add(t0, t0, now_ns(), False, 0, connect_error_text(exc))
             continue
-        t1 = now_ns()
-        batch.add(t0, t0, t1, True)
-
-
-@dataclass
-class _Deliveries:
-    done: dict[int, int] = field(default_factory=dict)
-    error: str | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-def _consume_deliveries(url: str, key: str, timeout_s: float, want: int,
-                        out: _Deliveries) -> None:
-    lower_timer_slack()
-    read = pack("XREADGROUP", "GROUP", GROUP, "dualbus-probe-consumer", "COUNT", 100,
-                "BLOCK", 20, "STREAMS", key, ">")
-    try:
-        conn = RespConnection.open(url, timeout_s + 0.5)
-    except Exception as exc:  # reported as failed samples
-        out.error = connect_error_text(exc)
-        out.ready.set()
-        return
-    ack_head = ("XACK", key, GROUP)
-    try:
-        out.ready.set()
-        while len(out.done) < want and not out.stop.is_set():
-            reply = conn.call_packed(read)
-            t = now_ns()
-            if not reply:
-                continue
-            entries = reply[0][1]
-            for _entry_id, fields in entries:
-                # fields: [b"i", seq]
-                out.done[int(fields[1])] = t
-            conn.call(*ack_head, *[e[0] for e in entries])
-    except Exception as exc:  # reported as failed samples
-        out.error = connect_error_text(exc)
-    finally:
-        conn.close()
+        batch.add(t0, t0, now_ns(), True)
 
 
 def delivery_samples(url: str, key: str, settings: ProbeSettings,
                      batch: SampleBatch) -> str | None:
-    """Paced XADD on one connection → XREADGROUP on another; latency from intended send time.
-
-    Returns a setup/consumer error worth reporting, or None.
+    """Paced XADD on one connection → XREADGROUP on another (paced.py says what each sample
+    is charged from). A message not delivered within ``bus_timeout_s`` of its start is a
+    failed sample. Returns a setup/consumer error worth reporting, or None.
     """
     n = settings.bus_delivery_count
     timeout = settings.bus_timeout_s
+    timeout_ns = int(timeout * 1e9)
     link = Link(url, timeout)
     try:
         setup = link.get()
@@ -289,46 +255,51 @@ def delivery_samples(url: str, key: str, settings: ProbeSettings,
         link.close()
         _fail_all(batch, n, err)
         return f"setup failed: {err}"
-    out = _Deliveries()
-    consumer = threading.Thread(target=_consume_deliveries, name="dualbus-bus-consumer",
-                                args=(url, key, timeout, n, out), daemon=True)
-    consumer.start()
-    out.ready.wait(timeout + 1)
-    commands = [pack("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "i", i)
-                for i in range(n)]
-    interval = int(1e9 / settings.bus_delivery_rate_per_s)
-    start = now_ns() + 5_000_000  # let the consumer block in XREADGROUP first
-    intended = [start + i * interval for i in range(n)]
-    sent = [0] * n
-    send_err: list[str | None] = [None] * n
+    delivered: dict[int, int] = {}
+    read = pack("XREADGROUP", "GROUP", GROUP, "dualbus-probe-consumer", "COUNT", 100,
+                "BLOCK", 20, "STREAMS", key, ">")
+
+    def consume(conn: RespConnection) -> None:
+        reply = conn.call_packed(read)
+        t = now_ns()
+        if reply:
+            entries = reply[0][1]
+            for _entry_id, fields in entries:  # fields: [b"i", seq]
+                delivered[int(fields[1])] = t
+            conn.call("XACK", key, GROUP, *[e[0] for e in entries])
+
+    listener = Listener(url, timeout, "dualbus-bus-consumer", consume).start()
+
+    def send(k: int, _due: int) -> str | None:
+        try:
+            link.get().call_packed(
+                pack("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "i", k))
+        except Exception as exc:  # a failed sample
+            return connect_error_text(exc)
+        return None
+
     try:
-        for i in range(n):
-            if link.given_up or out.error:
-                send_err[i] = f"not attempted: {link.last_error or out.error}"
-                sent[i] = max(intended[i], now_ns())
-                continue
-            sleep_until_ns(intended[i])
-            sent[i] = now_ns()
-            try:
-                link.get().call_packed(commands[i])
-            except Exception as exc:  # a failed sample
-                send_err[i] = connect_error_text(exc)
-        deadline = now_ns() + int(timeout * 1e9)
-        while len(out.done) < n and now_ns() < deadline and consumer.is_alive():
-            consumer.join(0.005)
+        sends = paced_sends(
+            n, int(1e9 / settings.bus_delivery_rate_per_s),
+            now_ns() + 5_000_000,  # let the consumer block in XREADGROUP first
+            late_bound_ms=settings.late_bound_ms, retake_fraction=settings.retake_fraction,
+            send=send, stopped=lambda: (link.last_error if link.given_up else None)
+            or listener.error)
+        listener.wait(sends.last_start() + timeout_ns, lambda: len(delivered) >= len(sends))
     finally:
-        out.stop.set()
-        consumer.join(timeout + 1)
+        listener.stop()
         link.close()
     gave_up = now_ns()
-    for i in range(n):
-        done = out.done.get(i)
-        if done is not None:
-            batch.add(intended[i], sent[i], done, True)
-        else:
-            err = send_err[i] or (f"not delivered: {out.error}" if out.error else "timeout")
-            batch.add(intended[i], sent[i], gave_up, False, 0, err)
-    return f"consumer: {out.error}" if out.error else None
+    for k in range(len(sends)):
+        start, done = sends.start[k], delivered.get(k)
+        why = sends.error[k]
+        if why is None and done is not None and done - start > timeout_ns:
+            why = f"late: delivered after {(done - start) / 1e6:.0f} ms (timeout {timeout:g} s)"
+        elif why is None and done is None:
+            why = f"not delivered: {listener.error}" if listener.error else "timeout"
+        batch.add(sends.intended[k], sends.sent[k], done if done is not None else gave_up,
+                  why is None, 0, why, start_ns=start, replaced=sends.replaced[k])
+    return f"consumer: {listener.error}" if listener.error else None
 
 
 def retry_reconnect(action: Callable[[], T], timeout_s: float) -> T:
@@ -363,7 +334,7 @@ def capacity_burst(url: str, key: str, settings: ProbeSettings) -> tuple[float |
 
 
 def delete_keys(url: str, timeout_s: float, keys: list[str]) -> str | None:
-    assert all(k.startswith(PROBE_PREFIX) for k in keys)
+    only_probe_keys(keys)
 
     def delete() -> None:
         with RespConnection.open(url, timeout_s) as conn:

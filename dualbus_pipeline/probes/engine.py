@@ -1,14 +1,25 @@
-"""Engine probe (product.md §4.2): every engine's paced GETs of ``health_path``, scheduled
-together, then classification. One engine's requests and samples: engine_prober.py.
+"""Engine probe (product.md §4.2): every engine of a run, measured without disturbing them
+(§4.4), then classified. One engine's requests and samples: engine_prober.py.
 
-Scheduling: all engines of a run share ONE probe thread and event loop with microsecond
-timers (timing.py), and their schedules are phase-staggered on a common grid: with C engines
-in flight at rate R, engine slot k sends at ``origin + k/(C·R) + i/R``, so no two sends are
-due at the same instant and spin-waits never overlap. One thread per engine was tried first:
-on a 2-core machine eight spinning threads starved each other and the engines being
-measured, and the lateness check (rightly) invalidated most summaries.
+The phase, all on ONE probe thread and event loop (timing.py):
 
-Classification (from all samples):
+1. **Alone**: when engines will be in flight together, each engine first gets a short window
+   of ``engine_solo_requests`` paced requests with nothing else in flight.
+2. **Together**: ``engine_slots`` engines in flight (the send budget
+   ``engine_max_send_rate_per_s`` ÷ ``engine_rate_per_s``; defaults 100/s ÷ 20/s = 5), each
+   slot on its own phase of a common send grid so that no two sends are due at once; a slot
+   takes its next engine one period after its current engine's last send.
+3. **Guard**: an engine whose p50 together is above ``guard_ratio`` × its p50 alone (and
+   ``guard_min_ms`` more) was slowed by the concurrency: it is re-measured alone, in full, while
+   ``remeasure_budget_s`` lasts (the summary's note says so), else its summary is inconclusive.
+4. **Hot path**: ``engine_hot_requests`` back-to-back requests per engine, one engine at a
+   time (engine_prober.py); then the optional capacity burst, one engine at a time.
+
+Why gentle: a probe that sends hundreds of requests per second to each of ten engines, or
+spins to pace them, takes CPU from the platform it measures and reads its own load
+(docs/probes.md, "Measuring without disturbing", has the figures).
+
+Classification (from all counted samples of the paced series):
 * ``unreachable``: no TCP connection could be made, neither before nor during the schedule;
 * ``unhealthy``: connections were made but most samples failed (success ratio < 50 %: non-2xx,
   an unhealthy body status, or no answer within the timeout);
@@ -19,31 +30,26 @@ Classification (from all samples):
 from __future__ import annotations
 
 import asyncio
-import heapq
+import dataclasses
+import math
 import resource
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from dataclasses import dataclass
 
 from dualbus_pipeline.config import Engine, ProbeSettings
 from dualbus_pipeline.probes.engine_prober import (
     DEGRADED_BODY,
-    HANDOVER_LEAD_NS,
     START_DELAY_NS,
     EngineProber,
 )
 from dualbus_pipeline.probes.model import EngineResult, EngineStatus, SampleBatch, Summary
-from dualbus_pipeline.probes.stats import summarize
-from dualbus_pipeline.probes.timing import (
-    SPIN_MAX_NS,
-    in_thread,
-    now_ns,
-    run_on_precise_loop,
-    spin_budget,
-)
+from dualbus_pipeline.probes.stats import slowed, summarize
+from dualbus_pipeline.probes.timing import in_thread, now_ns, run_on_precise_loop
 
 OPERATIONAL_SUCCESS = 0.99
 UNHEALTHY_BELOW = 0.5
-FD_RESERVE = 256  # descriptors left for the rest of the process (Dagster, DuckDB, buses)
+FD_RESERVE = 256  # descriptors left for the rest of the process
+LONG_ENGINE_PHASE_S = 30.0  # beyond this, `run` and `validate` say which settings shorten it
 
 
 async def probe_engine(engine: Engine, settings: ProbeSettings) -> EngineResult:
@@ -54,13 +60,12 @@ async def probe_engine(engine: Engine, settings: ProbeSettings) -> EngineResult:
 
 async def probe_engines_staggered(engines: list[Engine],
                                   settings: ProbeSettings) -> list[EngineResult]:
-    """Probe engines ``engine_slots`` at a time on one precise loop in its own thread, each
-    in-flight engine on its own phase of a common send grid. Results in input order."""
+    """Probe engines as the module docstring says, on one precise loop in its own thread.
+    Results in input order."""
     if not engines:
         return []
-    return await in_thread(
-        lambda: run_on_precise_loop(lambda: _probe_staggered(engines, settings)),
-        name="dualbus-engines")
+    return await in_thread(lambda: run_on_precise_loop(lambda: _probe_all(engines, settings)),
+                           name="dualbus-engines")
 
 
 def engine_slots(settings: ProbeSettings, engines: int) -> int:
@@ -71,27 +76,24 @@ def engine_slots(settings: ProbeSettings, engines: int) -> int:
     return max(1, min(settings.engine_concurrency, by_rate, engines))
 
 
+def guarded(settings: ProbeSettings, engines: int) -> bool:
+    """Whether the phase has windows alone (only when engines are in flight together)."""
+    return settings.engine_solo_requests > 0 and engine_slots(settings, engines) > 1
+
+
 def engine_phase_s(settings: ProbeSettings, engines: int) -> float:
-    """The engine phase's length by construction: engines go ``engine_slots`` at a time, each
-    slot starting after its ramp offset (`ramp_periods`) and taking the next engine when one
-    ends, each engine ``engine_requests`` periods of ``1 / engine_rate_per_s``. Connection
-    set-up and the wait for the last answers come on top (docs/benchmarks.md measured ~2 s
-    over 1,000 engines)."""
+    """The engine phase's length by construction: the windows alone, then rounds of
+    ``engine_slots`` engines of ``engine_requests`` periods (plus one between engines of a
+    slot). Re-takes, re-measures, the hot series, connection set-up and the wait for the last
+    answers come on top."""
     if engines <= 0:
         return 0.0
+    period = 1.0 / settings.engine_rate_per_s
     slots = engine_slots(settings, engines)
-    n = settings.engine_requests
-    ramp = ramped(settings, engines)
-    free_at = [ramp_periods(k, slots, n) if ramp else 0 for k in range(slots)]  # a heap
-    end = 0
-    for _ in range(engines):
-        start = heapq.heappop(free_at)
-        end = max(end, start + n)
-        heapq.heappush(free_at, start + n)
-    return end / settings.engine_rate_per_s
-
-
-LONG_ENGINE_PHASE_S = 30.0  # beyond this, `run` and `validate` say which settings shorten it
+    rounds = math.ceil(engines / slots)
+    alone = engines * settings.engine_solo_requests * period if guarded(settings, engines) \
+        else 0.0
+    return alone + rounds * (settings.engine_requests + 1) * period
 
 
 def engine_phase_line(settings: ProbeSettings, engines: int) -> str:
@@ -102,9 +104,11 @@ def engine_phase_line(settings: ProbeSettings, engines: int) -> str:
             f"{settings.engine_requests} requests at {settings.engine_rate_per_s:g}/s, "
             f"{slots} in flight (probe.engine_max_send_rate_per_s "
             f"{settings.engine_max_send_rate_per_s:g})")
+    if guarded(settings, engines):
+        line += f", after {settings.engine_solo_requests} requests alone per engine"
     if secs > LONG_ENGINE_PHASE_S:
-        line += ("; a higher send budget shortens it when the probe host has a free core, "
-                 "fewer probe.engine_requests in any case (docs/configuration.md)")
+        line += ("; fewer probe.engine_requests shorten it, and so does a higher send budget "
+                 "once the guard shows it does not slow the engines (docs/configuration.md)")
     return line
 
 
@@ -121,110 +125,112 @@ def connection_cap(settings: ProbeSettings, slots: int) -> int:
     return max(1, min(settings.engine_max_connections, budget))
 
 
-def ramp_periods(slot: int, slots: int, requests: int) -> int:
-    """Send periods slot ``slot``'s first engine waits: ``slot × requests ÷ slots``.
+@dataclass
+class _Paced:
+    """An engine's paced series as measured: the prober (connections, bodies) and samples."""
 
-    Engines of equal length started together would also end together, and every slot's next
-    engine would connect and warm up in the same few milliseconds, once per engine length:
-    measured at 5,000/s over 1,000 engines, the probe's lateness p50 rose from ~12 µs to
-    64–148 µs and the latency p50 doubled in those windows (docs/probes.md, "Concurrency").
-    Offsetting the slots' first engines by whole periods spreads the hand-overs evenly over an
-    engine's length (the send grid is unchanged) and ramps the load up over the first one, at
-    the cost of up to one engine length (`engine_phase_s` counts it)."""
-    return slot * requests // slots
+    prober: EngineProber
+    batch: SampleBatch
 
 
-def ramped(settings: ProbeSettings, engines: int) -> bool:
-    """Whether the slots start on a ramp: only when some engine waits for a slot (a single
-    round has no hand-overs to spread, and would only pay for the ramp)."""
-    return engines > engine_slots(settings, engines)
+async def _alone(engine: Engine, settings: ProbeSettings, count: int) -> _Paced:
+    prober = EngineProber(engine, settings)
+    return _Paced(prober, await prober.paced(count))
 
 
-async def _probe_staggered(engines: list[Engine], settings: ProbeSettings) -> list[EngineResult]:
+async def _alone_p50(engine: Engine, settings: ProbeSettings) -> float | None:
+    """p50 of the engine's window alone (None when nothing answered: no guard for it)."""
+    prober = EngineProber(engine, settings)
+    await prober.prepare()
+    if not prober.connected_any:
+        return None  # an engine that cannot be reached costs no window
+    await prober.send_paced(settings.engine_solo_requests)
+    return _summary(await prober.collect(), settings).p50
+
+
+async def _together(engines: list[Engine], settings: ProbeSettings) -> dict[str, _Paced]:
+    """Every engine's paced series, ``engine_slots`` in flight on a staggered grid."""
     slots = engine_slots(settings, len(engines))
-    # A slot passes to its next engine HANDOVER_LEAD_NS before the current one's last send
-    # (unless a capacity burst follows): the next engine connects and warms up meanwhile, and
-    # its schedule continues the slot's grid one period after that last send. Waiting for the
-    # whole result left 18-28 ms on average between two engines of a slot at 5,000/s (the last
-    # answers, connect, warm-up, the slot's next phase): ~0.6 s over 1,000 engines. Two engines can
-    # then hold connections in one slot at once, so the descriptor budget counts 2 × slots.
-    handover = not settings.engine_capacity.enabled
-    max_conns = connection_cap(settings, 2 * slots if handover else slots)
-    period = 1e9 / settings.engine_rate_per_s
-    spacing = period / slots
-    if slots > 1:  # engines share the loop: spin no more than the wake-ups need
-        spin_budget().cap_for_spacing(spacing)
-    else:
-        # One engine in flight: when its sends come closer together than the spin (matched
-        # load), the answer to one arrives while the loop spins for the next and is read
-        # without a wake-up (docs/benchmarks.md, "Scale"; at 200/s it is not: "Sixth
-        # machine"), and its CPU is no one's loss. With many engines in flight that CPU is the
-        # platform's.
-        spin_budget().pin(SPIN_MAX_NS)
+    max_conns = connection_cap(settings, 2 * slots)  # a slot's next engine overlaps its last
+    period = int(1e9 / settings.engine_rate_per_s)
     origin = now_ns() + START_DELAY_NS
-    free: asyncio.Queue[int] = asyncio.Queue()
-    # per slot: no send before this (half a period after its previous engine's last send, so
-    # the next grid point is the one a period on). At first: the slot's ramp offset.
-    ramp = ramped(settings, len(engines))
-    not_before = [origin + ramp_periods(k, slots, settings.engine_requests) * int(period)
-                  if ramp else 0 for k in range(slots)]
-    loop = asyncio.get_running_loop()
-    for k in range(slots):  # each slot opens just in time to connect and warm up
-        opens_in = (not_before[k] - HANDOVER_LEAD_NS - now_ns()) / 1e9
-        if opens_in > 0:
-            loop.call_later(opens_in, free.put_nowait, k)
-        else:
-            free.put_nowait(k)
+    queue = deque(engines)
+    collecting: list[tuple[EngineProber, asyncio.Task[SampleBatch]]] = []
 
-    def start_for(slot: int) -> int:
-        earliest = max(now_ns() + START_DELAY_NS, not_before[slot])
-        phase = origin + int(slot * spacing)
-        if earliest <= phase:
-            return phase
-        cycles = -(-(earliest - phase) // int(period))  # ceil
-        return phase + int(cycles * period)
+    async def slot(k: int) -> None:
+        grid = origin + k * period // slots
+        while queue:
+            prober = EngineProber(queue.popleft(), settings, max_conns)
+            await prober.prepare()
+            earliest = now_ns() + START_DELAY_NS
+            if grid < earliest:
+                grid += -(-(earliest - grid) // period) * period  # the slot's next grid point
+            last = await prober.send_paced(settings.engine_requests, grid)
+            grid = last + period
+            collecting.append((prober, asyncio.create_task(prober.collect())))
 
-    async def one(engine: Engine) -> EngineResult:
-        slot = await free.get()
-        held = True
-
-        def release(last_send_ns: int | None = None) -> None:
-            nonlocal held
-            if held:
-                held = False
-                if last_send_ns is not None:
-                    not_before[slot] = last_send_ns + int(period / 2)
-                free.put_nowait(slot)
-
-        try:
-            return await _probe(engine, settings, start_for=lambda: start_for(slot),
-                                max_connections=max_conns,
-                                handover=release if handover else None)
-        finally:
-            release()
-
-    return list(await asyncio.gather(*(one(e) for e in engines)))
+    await asyncio.gather(*(slot(k) for k in range(slots)))
+    return {p.engine.name: _Paced(p, await task) for p, task in collecting}
 
 
-async def _probe(engine: Engine, settings: ProbeSettings,
-                 start_for: Callable[[], int] | None = None,
-                 max_connections: int | None = None,
-                 handover: Callable[[int], None] | None = None) -> EngineResult:
-    prober = EngineProber(engine, settings, max_connections)
-    batch = await prober.run(start_for, handover)
-    summary = summarize(batch, settings.engine_rate_per_s, settings.min_samples)
+def _summary(batch: SampleBatch, settings: ProbeSettings) -> Summary:
+    return summarize(batch, settings.engine_rate_per_s, settings.min_samples,
+                     settings.late_bound_ms)
+
+
+async def _probe_all(engines: list[Engine], settings: ProbeSettings) -> list[EngineResult]:
+    solo: dict[str, float | None] = {}
+    if guarded(settings, len(engines)):
+        for e in engines:
+            solo[e.name] = await _alone_p50(e, settings)
+    paced = await _together(engines, settings)
+    summaries = {e.name: _summary(paced[e.name].batch, settings) for e in engines}
+    in_flight = engine_slots(settings, len(engines))
+    budget_end = now_ns() + int(settings.remeasure_budget_s * 1e9)
+    needs = int((settings.engine_requests + 1) / settings.engine_rate_per_s * 1e9)
+    for e in engines:
+        s, alone_p50 = summaries[e.name], solo.get(e.name)
+        if alone_p50 is not None:
+            s = dataclasses.replace(s, solo_p50=alone_p50)
+        if alone_p50 is not None and s.p50 is not None and slowed(
+                s, alone_p50, settings.guard_ratio, settings.guard_min_ms):
+            why = (f"p50 {s.p50:.3f} ms with {in_flight} engines in flight was "
+                   f"{s.p50 / alone_p50:.1f}× its p50 alone ({alone_p50:.3f} ms)")
+            if now_ns() + needs <= budget_end:
+                paced[e.name] = await _alone(e, settings, settings.engine_requests)
+                s = dataclasses.replace(_summary(paced[e.name].batch, settings),
+                                        solo_p50=alone_p50, note=f"re-measured alone: {why}")
+            else:
+                s = dataclasses.replace(
+                    s, valid=False, inconclusive=True,
+                    invalid_reason=f"inconclusive: {why}, and the re-measure budget "
+                    f"(probe.remeasure_budget_s {settings.remeasure_budget_s:g}) was spent")
+        summaries[e.name] = s
+    return [await _finish(e, paced[e.name], summaries[e.name], settings) for e in engines]
+
+
+async def _finish(engine: Engine, paced: _Paced, summary: Summary,
+                  settings: ProbeSettings) -> EngineResult:
+    """Hot series and capacity (alone), then classification."""
+    prober, batch = paced.prober, paced.batch
+    hot = hot_batch = None
     capacity = None
-    if settings.engine_capacity.enabled and prober.connected_any:
-        capacity = await prober.capacity()
+    if prober.connected_any and settings.engine_hot_requests:
+        hot_batch = await EngineProber(engine, settings).hot(settings.engine_hot_requests)
+        hot = summarize(hot_batch, None, settings.min_samples)
+    if prober.connected_any and settings.engine_capacity.enabled:
+        capacity = await EngineProber(engine, settings).capacity()
     status, reason = classify_engine(summary, batch, prober.connected_any, prober.connect_error,
                                      prober.bodies)
     return EngineResult(name=engine.name, title=engine.display, url=engine.health_url,
                         status=status, status_reason=reason, summary=summary, samples=batch,
-                        capacity_rps=capacity, body_statuses=dict(prober.bodies))
+                        capacity_rps=capacity, body_statuses=dict(prober.bodies), hot=hot,
+                        hot_samples=hot_batch)
 
 
 def _top_errors(batch: SampleBatch, k: int = 2) -> str:
-    counts = Counter(e for e in batch.error if e)
+    counts = Counter(e for e, r in zip(batch.error, batch.replaced, strict=True)
+                     if e and not r)
     return ", ".join(f"{err} ×{n}" for err, n in counts.most_common(k))
 
 
@@ -245,4 +251,3 @@ def classify_engine(summary: Summary, batch: SampleBatch, connected_any: bool,
     if degraded_bodies:
         return "degraded", f"{degraded_bodies}/{n} responses reported a degraded status"
     return "operational", f"{summary.ok}/{n} requests succeeded"
-

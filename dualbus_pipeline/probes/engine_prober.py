@@ -1,22 +1,27 @@
-"""One engine's paced open-loop GETs of ``health_path`` (product.md §4.2): `EngineProber`.
+"""One engine's requests (product.md §4.2): `EngineProber`.
 
-* Open loop: request i is due at ``start + i / engine_rate_per_s`` whatever happened to the
-  previous ones. It goes out on an idle keep-alive connection, or a new one (at most
-  ``max_connections``); if that cap is reached it waits for a free connection and the wait
-  counts, because latency runs from the intended send time (coordinated omission corrected).
-  ``service_ms`` (from the actual send) is kept too; the probe's own lateness is taken when
-  its timer fired (``dispatch_ns``).
-* A request not answered within ``engine_timeout_s`` of its intended send time is a failed
-  sample ("timeout") and its connection is dropped, so a dead engine costs about one timeout
-  after the schedule ends.
-* One connection is opened and warmed with ``WARMUP_REQUESTS`` unrecorded GETs before the
-  schedule starts, so samples measure the steady keep-alive state rather than the first TCP
-  handshake and cold code paths.
+Three kinds of series, all on the engine's own keep-alive connections:
+
+* ``paced(count)``: open loop. Request i is due at ``start + i / engine_rate_per_s`` whatever
+  happened to the previous ones. It goes out on an idle connection, or a new one (at most
+  ``max_connections``); when that cap is reached it waits for a free connection. Latency runs
+  from the moment the probe's timer woke for it (model.py): a wait for a connection held by a
+  slow engine counts, the probe's own lateness does not, and a send the host delayed past
+  ``late_bound_ms`` is re-taken (retake.py). A request not answered within
+  ``engine_timeout_s`` of that moment is a failed sample ("timeout") and its connection is
+  dropped, so a dead engine costs about one timeout after the schedule ends.
+* ``hot(count)``: back to back on one warm connection, one request in flight, like
+  ``wrk -t1 -c1``: the engine's service time without the idle wake-ups a paced request pays
+  (docs/probes.md, "Paced and hot"). Never faster than ``max_rate_per_s``.
+* ``capacity()``: the optional closed-loop burst (C connections for T seconds).
+
+One connection is opened and warmed with ``WARMUP_REQUESTS`` unrecorded GETs before a series,
+so samples measure the steady keep-alive state rather than the first handshake.
 
 Sample outcome: ok = HTTP 2xx and the body's ``status`` (when the body is a JSON object with
 one) is not in ``UNHEALTHY_BODY``. Errors: "refused", "timeout", "connection closed",
 "bad response: <why>" (not HTTP, body over 1 MiB, ...), "http 503", "status unhealthy", ...
-Scheduling several engines and classifying them: engine.py.
+Scheduling engines together, the concurrency guard and classification: engine.py.
 """
 
 from __future__ import annotations
@@ -27,22 +32,19 @@ import json
 import ssl
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
 from dualbus_pipeline.probes.http import HttpConnection, HttpParseError, Response, build_get
-from dualbus_pipeline.probes.model import SampleBatch
+from dualbus_pipeline.probes.model import SampleBatch, SampleKind
 from dualbus_pipeline.probes.resp import connect_error_text
+from dualbus_pipeline.probes.retake import Retakes
 from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns
 
 UNHEALTHY_BODY = frozenset({"unhealthy", "down", "error", "failed", "fail", "critical",
                             "unavailable"})
 DEGRADED_BODY = frozenset({"degraded", "warning", "warn"})
 START_DELAY_NS = 2_000_000
-# the next engine of a slot connects and warms up this long before its predecessor's last send
-# (measured: 15-23 ms at the median, 32-47 ms at p90 from one engine's end to the next's start)
-HANDOVER_LEAD_NS = 50_000_000
 WARMUP_REQUESTS = 3
 
 
@@ -57,6 +59,48 @@ def _body_status(body: bytes) -> str | None:
     return str(status).lower() if status is not None else None
 
 
+class _Series:
+    """The samples of one series as growing columns (a re-take appends one more)."""
+
+    def __init__(self) -> None:
+        self.intended: list[int] = []
+        self.start: list[int] = []
+        self.sent: list[int] = []
+        self.done: list[int] = []
+        self.ok: list[bool] = []
+        self.status: list[int] = []
+        self.error: list[str | None] = []
+        self.body: list[str | None] = []  # the body's "status" field, when it had one
+        self.replaced: list[bool] = []
+        self.finished: list[bool] = []
+        self.timers: list[asyncio.TimerHandle | None] = []
+        self.conn_of: list[HttpConnection | None] = []
+        self.left = 0
+        self.all_done = asyncio.Event()
+
+    def new(self, intended: int) -> int:
+        for ints in (self.intended, self.start):
+            ints.append(intended)
+        for zeros in (self.sent, self.done, self.status):
+            zeros.append(0)
+        for flags in (self.ok, self.replaced, self.finished):
+            flags.append(False)
+        self.error.append(None)
+        self.body.append(None)
+        self.timers.append(None)
+        self.conn_of.append(None)
+        self.left += 1
+        self.all_done.clear()
+        return len(self.intended) - 1
+
+    def batch(self, target: str, kind: SampleKind) -> SampleBatch:
+        return SampleBatch(target=target, kind=kind, intended_ns=array("q", self.intended),
+                           start_ns=array("q", self.start), sent_ns=array("q", self.sent),
+                           done_ns=array("q", self.done), ok=array("b", self.ok),
+                           status=array("i", self.status), error=self.error,
+                           replaced=array("b", self.replaced))
+
+
 class EngineProber:
     def __init__(self, engine: Engine, settings: ProbeSettings,
                  max_connections: int | None = None) -> None:
@@ -67,27 +111,14 @@ class EngineProber:
         self.request = build_get(engine.host, engine.port, engine.health_path)
         self.ssl: ssl.SSLContext | None = (
             ssl.create_default_context() if engine.url.startswith("https://") else None)
-        n = settings.engine_requests
-        self.n = n
         self.timeout_ns = int(settings.engine_timeout_s * 1e9)
-        self.intended = array("q", [0]) * n
-        self.sent = array("q", [0]) * n
-        self.dispatched = array("q", [0]) * n
-        self.done = array("q", [0]) * n
-        self.ok = array("b", [0]) * n
-        self.status = array("i", [0]) * n
-        self.error: list[str | None] = [None] * n
-        self.finished = [False] * n
-        self.timers: list[asyncio.TimerHandle | None] = [None] * n
-        self.conn_of: list[HttpConnection | None] = [None] * n
-        self.left = n
-        self.all_done = asyncio.Event()
+        self.interval_ns = int(1e9 / settings.engine_rate_per_s)
+        self.s = _Series()
         self.idle: list[HttpConnection] = []
         self.open = 0
         self.waiting: deque[int] = deque()
         self.connected_any = False
         self.connect_error: str | None = None
-        self.bodies: Counter[str] = Counter()
 
     def _factory(self) -> HttpConnection:
         return HttpConnection(now_ns)
@@ -99,12 +130,11 @@ class EngineProber:
         self.connected_any = True
         return proto
 
-    # --- one sample -------------------------------------------------------------------------
-    def dispatch(self, i: int) -> None:
-        self.dispatched[i] = now_ns()
-        self.timers[i] = self.loop.call_at(
-            self.loop.time() + (self.intended[i] + self.timeout_ns - now_ns()) / 1e9,
-            self.on_timeout, i)
+    # --- one paced sample -------------------------------------------------------------------
+    def dispatch(self, i: int, woke: int) -> None:
+        s = self.s
+        s.start[i] = woke
+        s.timers[i] = self.loop.call_later(self.timeout_ns / 1e9, self.on_timeout, i)
         while self.idle:
             conn = self.idle.pop()
             if conn.closed:
@@ -119,7 +149,7 @@ class EngineProber:
             self.waiting.append(i)
 
     async def connect_and_send(self, i: int) -> None:
-        remaining = (self.intended[i] + self.timeout_ns - now_ns()) / 1e9
+        remaining = (self.s.start[i] + self.timeout_ns - now_ns()) / 1e9
         try:
             conn = await self.connect(max(remaining, 0.001))
         except Exception as exc:  # a failed sample
@@ -129,14 +159,14 @@ class EngineProber:
             self.finish(i, now_ns(), False, 0, err)
             self.pump()
             return
-        if self.finished[i]:
+        if self.s.finished[i]:
             self.release(conn)
         else:
             self.send(i, conn)
 
     def send(self, i: int, conn: HttpConnection) -> None:
-        self.conn_of[i] = conn
-        self.sent[i] = now_ns()
+        self.s.conn_of[i] = conn
+        self.s.sent[i] = now_ns()
         fut = conn.request(self.request)
         fut.add_done_callback(partial(self.on_response, i, conn))
 
@@ -144,7 +174,7 @@ class EngineProber:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:
             self.open -= 1
-            if not self.finished[i]:
+            if not self.s.finished[i]:
                 # A malformed or oversized reply is named as such, not as a closed connection.
                 err = f"bad response: {exc}" if isinstance(exc, HttpParseError) \
                     else "connection closed"
@@ -152,34 +182,41 @@ class EngineProber:
             self.pump()
             return
         done, status, body, keep_alive = fut.result()
-        if not self.finished[i]:
-            body_status = _body_status(body)
-            if body_status is not None:
-                self.bodies[body_status] += 1
-            if not 200 <= status < 300:
-                self.finish(i, done, False, status, f"http {status}")
-            elif body_status in UNHEALTHY_BODY:
-                self.finish(i, done, False, status, f"status {body_status}")
-            else:
-                self.finish(i, done, True, status, None)
+        if not self.s.finished[i]:
+            self.judge(i, done, status, body)
         if keep_alive and not conn.closed:
             self.release(conn)
         else:
             self.open -= 1
             self.pump()
 
+    @property
+    def bodies(self) -> Counter[str]:
+        """The body statuses of the counted (not re-taken) samples: {"healthy": 97, ...}."""
+        return Counter(b for b, r in zip(self.s.body, self.s.replaced, strict=True)
+                       if b is not None and not r)
+
+    def judge(self, i: int, done: int, status: int, body: bytes) -> None:
+        body_status = self.s.body[i] = _body_status(body)
+        if not 200 <= status < 300:
+            self.finish(i, done, False, status, f"http {status}")
+        elif body_status in UNHEALTHY_BODY:
+            self.finish(i, done, False, status, f"status {body_status}")
+        else:
+            self.finish(i, done, True, status, None)
+
     def on_timeout(self, i: int) -> None:
-        if self.finished[i]:
+        if self.s.finished[i]:
             return
         self.finish(i, now_ns(), False, 0, "timeout")
-        conn = self.conn_of[i]
+        conn = self.s.conn_of[i]
         if conn is not None:
             conn.abort()  # its late answer must not be read as the next request's
 
     def release(self, conn: HttpConnection) -> None:
         while self.waiting:
             i = self.waiting.popleft()
-            if not self.finished[i]:
+            if not self.s.finished[i]:
                 self.send(i, conn)
                 return
         self.idle.append(conn)
@@ -188,69 +225,87 @@ class EngineProber:
         """A connection slot freed up: open a connection for the oldest waiting request."""
         while self.waiting and self.open < self.max_connections:
             i = self.waiting.popleft()
-            if not self.finished[i]:
+            if not self.s.finished[i]:
                 self.open += 1
                 self.loop.create_task(self.connect_and_send(i))
 
     def finish(self, i: int, done: int, ok: bool, status: int, error: str | None) -> None:
-        self.finished[i] = True
-        self.done[i] = done
-        if not self.sent[i]:
-            self.sent[i] = done  # never sent (no connection): the attempt ended here
-        self.ok[i] = ok
-        self.status[i] = status
-        self.error[i] = error
-        timer = self.timers[i]
+        s = self.s
+        s.finished[i] = True
+        s.done[i] = done
+        if not s.sent[i]:
+            s.sent[i] = done  # never sent (no connection): the attempt ended here
+        s.ok[i], s.status[i], s.error[i] = ok, status, error
+        timer = s.timers[i]
         if timer is not None:
             timer.cancel()
-        self.left -= 1
-        if self.left == 0:
-            self.all_done.set()
+        s.left -= 1
+        if s.left == 0:
+            s.all_done.set()
 
-    # --- the run ----------------------------------------------------------------------------
-    async def run(self, start_for: Callable[[], int] | None = None,
-                  handover: Callable[[int], None] | None = None) -> SampleBatch:
-        """Warm up, send the paced schedule (starting at ``start_for()``), wait for the last
-        answers. ``handover(last_intended_ns)`` is called once, ``HANDOVER_LEAD_NS`` before
-        the last send is due (or at once for a shorter schedule): the caller may then prepare
-        the engine that follows this one."""
-        s = self.settings
+    # --- series -----------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Open one connection and warm it up (failures leave the samples to tell)."""
         try:
-            conn = await self.connect(s.engine_timeout_s)
+            conn = await self.connect(self.settings.engine_timeout_s)
         except Exception as exc:  # samples will retry
             self.connect_error = ("timeout" if isinstance(exc, TimeoutError)
                                   else connect_error_text(exc))
+            return
+        self.open += 1
+        await self.warm_up(conn)
+        if conn.closed:
+            self.open -= 1
         else:
-            self.open += 1
-            await self.warm_up(conn)
-            if conn.closed:
-                self.open -= 1
-            else:
-                self.idle.append(conn)
-        interval = 1e9 / s.engine_rate_per_s
-        start = start_for() if start_for is not None else now_ns() + START_DELAY_NS
-        for i in range(self.n):
-            self.intended[i] = start + int(i * interval)
-        last = self.intended[self.n - 1] if self.n else now_ns()
-        for i in range(self.n):
-            if handover is not None and last - self.intended[i] <= HANDOVER_LEAD_NS:
-                handover(last)
-                handover = None
-            await async_sleep_until_ns(self.intended[i])
-            self.dispatch(i)
-        if handover is not None:
-            handover(last)
+            self.idle.append(conn)
+
+    async def send_paced(self, count: int, start: int | None = None) -> int:
+        """Send ``count`` counted requests on the paced schedule from ``start`` (default: just
+        after now), re-taking those the host delayed; return the last send's due time."""
+        s = self.settings
+        retakes = Retakes.for_schedule(count, s.late_bound_ms, s.retake_fraction)
+        first = start if start is not None else now_ns() + START_DELAY_NS
+        due, k, total = first, 0, count
+        while k < total:
+            due = first + k * self.interval_ns
+            i = self.s.new(due)
+            woke = await async_sleep_until_ns(due)
+            if retakes.replace(woke - due):
+                self.s.replaced[i] = True
+                total += 1
+            self.dispatch(i, woke)
+            k += 1
+        return due
+
+    async def collect(self, kind: SampleKind = "engine_http") -> SampleBatch:
+        """Wait for the answers still out (each request times out on its own), close the
+        connections and return the series' samples."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.all_done.wait(), s.engine_timeout_s + 1.0)
-        for i in range(self.n):  # belt and braces: nothing may stay unfinished
-            if not self.finished[i]:
+            await asyncio.wait_for(self.s.all_done.wait(),
+                                   self.settings.engine_timeout_s + 1.0)
+        for i, done in enumerate(self.s.finished):  # belt and braces: nothing stays open
+            if not done:
                 self.finish(i, now_ns(), False, 0, "timeout")
         self.close_all()
-        batch = SampleBatch(target=self.engine.name, kind="engine_http",
-                            intended_ns=self.intended, sent_ns=self.sent, done_ns=self.done,
-                            ok=self.ok, status=self.status, error=self.error,
-                            dispatch_ns=self.dispatched)
-        return batch
+        return self.s.batch(self.engine.name, kind)
+
+    async def paced(self, count: int, start: int | None = None) -> SampleBatch:
+        """A whole paced series: prepare, send, collect."""
+        await self.prepare()
+        await self.send_paced(count, start)
+        return await self.collect()
+
+    async def hot(self, count: int) -> SampleBatch:
+        """``count`` requests back to back on one warm connection (the hot path)."""
+        await self.prepare()
+        spacing = int(1e9 / self.settings.max_rate_per_s)  # the safety cap holds here too
+        t0 = now_ns()
+        for k in range(count):
+            woke = await async_sleep_until_ns(t0 + k * spacing)
+            i = self.s.new(woke)
+            self.dispatch(i, woke)
+            await self.s.all_done.wait()
+        return await self.collect("engine_hot")
 
     async def warm_up(self, conn: HttpConnection) -> None:
         """A few unrecorded GETs on the pre-opened connection, so the first samples measure
@@ -269,10 +324,12 @@ class EngineProber:
     def close_all(self) -> None:
         for conn in self.idle:
             conn.abort()
-        for used in self.conn_of:
+        for used in self.s.conn_of:
             if used is not None:
                 used.abort()
         self.idle.clear()
+        self.open = 0
+        self.waiting.clear()
 
     async def capacity(self) -> float | None:
         """Closed-loop requests on C connections for T seconds: completed 2xx per second."""

@@ -4,8 +4,16 @@ These are the contract between the instrument (probes) and everything downstream
 SLO evaluation, reports). Samples are stored columnar (`SampleBatch`) because a run can hold
 hundreds of thousands of them and the warehouse loads them through Arrow.
 
-Times are integers in nanoseconds from `time.perf_counter_ns()` relative to the run's
-`clock_origin_ns` (monotonic; wall time is `RunResult.started_at`). Latencies are milliseconds.
+Times are integers in nanoseconds from `time.perf_counter_ns()` (monotonic; wall time is
+`RunResult.started_at`). Latencies are milliseconds.
+
+What a sample's latency is charged from (product.md §4.4: time charged to a target is time the
+target made us wait): ``start_ns``, the moment the probe was ready to send. That is the time
+its timer woke (its own lateness, ``start − intended``, is not the target's), except when the
+target itself held the send back — a blocking XADD that had not returned, a request waiting for
+a free connection to a slow engine — and then it is the intended send time, so the wait counts
+(coordinated omission corrected). Samples the probe host delayed by more than
+``probe.late_bound_ms`` are re-taken: kept with ``replaced`` set, left out of every figure.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 SampleKind = Literal[
-    "engine_http",      # one GET health_path
+    "engine_http",      # one paced GET health_path
+    "engine_hot",       # one back-to-back GET on a warm connection (the hot path, like wrk -c1)
     "bus_ping",         # one PING round trip
     "bus_delivery",     # one XADD → XREADGROUP on another connection
     "pair_roundtrip",   # one probe-protocol round trip probe → A → B → probe
@@ -34,15 +43,17 @@ def _ints() -> array[int]:
 class SampleBatch:
     """Raw samples of one kind for one target, as parallel columns.
 
-    ``latency_ms`` is measured from the *intended* send time (coordinated omission corrected);
-    ``service_ms`` from the actual send time (uncorrected, kept for comparison).
-    ``ok`` False means a failed sample; ``error`` says why ("timeout", "refused", "http 500",
-    "status unhealthy", ...). ``status`` is the HTTP code (engines) or 0.
+    ``latency_ms`` runs from ``start_ns`` (see the module docstring); ``service_ms`` from the
+    actual send time (kept for comparison). ``ok`` False means a failed sample; ``error`` says
+    why ("timeout", "refused", "http 500", "status unhealthy", ...). ``status`` is the HTTP
+    code (engines) or 0. ``replaced`` 1 marks a sample the probe host delayed, re-taken and
+    left out of the figures.
 
-    The numeric columns are typed arrays (``array('q')`` for times, ``'b'`` for ok, ``'i'``
-    for status), not lists: the warehouse hands their memory to Arrow without touching each
-    value (1M samples: ~0.05 s per column saved), and they cross the probe process's pipe as
-    bytes. Lists given to the constructor are converted.
+    The numeric columns are typed arrays (``array('q')`` for times, ``'b'`` for flags,
+    ``'i'`` for status), not lists: the warehouse hands their memory to Arrow without touching
+    each value, and they cross the probe process's pipe as bytes. Lists given to the
+    constructor are converted; ``start_ns`` and ``replaced`` may be left empty (start = intended,
+    nothing replaced).
     """
 
     target: str
@@ -53,11 +64,8 @@ class SampleBatch:
     ok: array[int] = field(default_factory=lambda: array("b"))
     status: array[int] = field(default_factory=lambda: array("i"))
     error: list[str | None] = field(default_factory=list)
-    # When the probe's timer fired for each sample, if it differs from ``sent_ns``: a request
-    # that waits for a free connection (the target is slow) is sent later than it was
-    # dispatched, and that wait belongs to the target's latency, not to the probe's lateness.
-    # Empty = the probe sends when it dispatches (lateness = sent − intended).
-    dispatch_ns: array[int] = field(default_factory=_ints)
+    start_ns: array[int] = field(default_factory=_ints)
+    replaced: array[int] = field(default_factory=lambda: array("b"))
 
     def __post_init__(self) -> None:
         for name, code in _COLUMN_CODES.items():
@@ -66,37 +74,52 @@ class SampleBatch:
                 setattr(self, name, array(code, value))
         if not isinstance(self.error, list):
             self.error = list(self.error)
+        n = len(self.ok)
+        if len(self.start_ns) != n:
+            self.start_ns = array("q", self.intended_ns)
+        if len(self.replaced) != n:
+            self.replaced = array("b", bytes(n))
 
     def add(self, intended_ns: int, sent_ns: int, done_ns: int, ok: bool, status: int = 0,
-            error: str | None = None) -> None:
+            error: str | None = None, *, start_ns: int | None = None,
+            replaced: bool = False) -> None:
         self.intended_ns.append(intended_ns)
+        self.start_ns.append(intended_ns if start_ns is None else start_ns)
         self.sent_ns.append(sent_ns)
         self.done_ns.append(done_ns)
         self.ok.append(ok)
         self.status.append(status)
         self.error.append(error)
+        self.replaced.append(replaced)
 
     def __len__(self) -> int:
         return len(self.ok)
 
     def latency_ms(self) -> list[float]:
-        return [(d - i) / 1e6 for i, d in zip(self.intended_ns, self.done_ns, strict=True)]
+        """Per sample: done − start (what the target made us wait), in ms."""
+        return [(d - s) / 1e6 for s, d in zip(self.start_ns, self.done_ns, strict=True)]
 
     def service_ms(self) -> list[float]:
         return [(d - s) / 1e6 for s, d in zip(self.sent_ns, self.done_ns, strict=True)]
 
+    def lateness_ms(self) -> list[float]:
+        """Per sample: how late the probe itself was ready (start − intended), in ms."""
+        return [(s - i) / 1e6 for i, s in zip(self.intended_ns, self.start_ns, strict=True)]
+
 
 _COLUMN_CODES = {"intended_ns": "q", "sent_ns": "q", "done_ns": "q", "ok": "b", "status": "i",
-                 "dispatch_ns": "q"}
+                 "start_ns": "q", "replaced": "b"}
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Distribution of one SampleBatch. Latency statistics use successful samples only.
+    """Distribution of one SampleBatch's counted (not replaced) samples. Latency statistics
+    use successful samples only.
 
-    Validity: a summary is ``valid`` only when it has enough samples, the probe kept its
-    schedule (lateness p99 small next to the latencies measured) and achieved a rate near the
-    intended one. Invalid summaries are "no data" for SLOs, never a pass.
+    Validity: a summary is ``valid`` when it has enough samples and is not ``inconclusive``.
+    Too few samples is "no data" for SLOs; ``inconclusive`` (the probe host stayed overloaded,
+    or running targets concurrently slowed this one and it could not be re-measured) is its own
+    outcome, neither pass nor breach (stats.py, engine.py).
     """
 
     count: int
@@ -113,13 +136,13 @@ class Summary:
     service_p99: float | None
     intended_rate_per_s: float | None
     achieved_rate_per_s: float | None
-    lateness_p99_ms: float | None   # how late the probe sent vs its schedule
+    lateness_p99_ms: float | None   # how late the probe itself was ready vs its schedule
     valid: bool
     invalid_reason: str | None = None
-
-    def latency_dict(self) -> dict[str, float | None]:
-        return {"mean": self.mean, "p50": self.p50, "p90": self.p90, "p99": self.p99,
-                "p999": self.p999, "max": self.max}
+    replaced: int = 0               # samples the probe host delayed, re-taken, left out
+    inconclusive: bool = False
+    solo_p50: float | None = None   # p50 of the window where the target was probed alone
+    note: str | None = None         # e.g. "re-measured alone: ..."
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,8 @@ class EngineResult:
     samples: SampleBatch
     capacity_rps: float | None = None
     body_statuses: dict[str, int] = field(default_factory=dict)  # {"healthy": 97, ...}
+    hot: Summary | None = None              # back-to-back series (the hot path)
+    hot_samples: SampleBatch | None = None
 
 
 @dataclass(frozen=True)

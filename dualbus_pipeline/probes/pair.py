@@ -3,9 +3,12 @@
 Protocol: XADD to A's stream ``message_type=dualbus.probe, correlation_id, sent_ns,
 forward_to=<B's stream>, reply_to=dualbus:probe:<run>:reply:<from>-<to>``. A forwards the
 fields minus ``forward_to`` to B's stream; B XADDs ``{correlation_id, sent_ns, replied_by}``
-to ``reply_to``. Round trips are paced (open loop, ``pair_rate_per_s``) and measured from the
-intended send time; a correlation id without a reply within ``pair_timeout_s`` is a failed
-sample ("timeout").
+to ``reply_to``. Round trips are paced (open loop, ``pair_rate_per_s``, paced.py says what
+each is charged from). A round trip counts only when its reply carries our correlation id,
+comes from B (``replied_by``), exactly once, within ``pair_timeout_s`` of its own send;
+otherwise it is a failed sample that says why (`judge_reply`): timeout, late, duplicate,
+short-circuited (A answered itself), replied by someone else. Replies with a correlation id
+this probe never sent are counted in the status reason.
 
 The pair runs on engine A's bus. The only writes outside ``dualbus:probe:`` are the protocol
 messages on A's stream (no MAXLEN there: a probe never trims a production stream; NOMKSTREAM:
@@ -23,15 +26,18 @@ Status: ``failed`` when fewer than half of the round trips came back, ``degraded
 from __future__ import annotations
 
 import contextlib
-import threading
 import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from dualbus_pipeline.config import Pair, ProbeSettings, Topology
-from dualbus_pipeline.probes.bus import PROBE_PREFIX, Link
+from dualbus_pipeline.probes.bus import PROBE_PREFIX, Link, only_probe_keys
 from dualbus_pipeline.probes.model import PairResult, PairStatus, SampleBatch
+from dualbus_pipeline.probes.paced import Listener, Sends, paced_sends
 from dualbus_pipeline.probes.resp import RespConnection, RespError, connect_error_text, pack
 from dualbus_pipeline.probes.stats import summarize
-from dualbus_pipeline.probes.timing import in_thread, lower_timer_slack, now_ns, sleep_until_ns
+from dualbus_pipeline.probes.timing import in_thread, now_ns
 
 PROBE_TYPE = "dualbus.probe"
 OPERATIONAL_SUCCESS = 0.99
@@ -41,70 +47,76 @@ SWEEP_MAX_CALLS = 50       # SCAN COUNT 1000 calls per sweep: bounded work on a 
 SWEEP_BUDGET_S = 0.25
 
 
-def reply_key(run_id: str, pair: Pair) -> str:
-    return f"{PROBE_PREFIX}{run_id}:reply:{pair.from_}-{pair.to}"
+def reply_key(run_id: str, pair: Pair, series: str = "") -> str:
+    """The reply stream of one series of round trips (each series has its own, so replies
+    of an earlier series are never read as someone else's)."""
+    return f"{PROBE_PREFIX}{run_id}:reply:{pair.from_}-{pair.to}" + (f":{series}" if series
+                                                                      else "")
 
 
-async def probe_pair(pair: Pair, topology: Topology, settings: ProbeSettings,
-                     run_id: str) -> PairResult:
+async def probe_pair(pair: Pair, topology: Topology, settings: ProbeSettings, run_id: str,
+                     *, count: int | None = None, phase_ns: int = 0,
+                     series: str = "") -> PairResult:
     """Measure round trips for one pair; failures are samples, never exceptions."""
-    return await in_thread(lambda: probe_pair_blocking(pair, topology, settings, run_id),
+    return await in_thread(lambda: probe_pair_blocking(pair, topology, settings, run_id,
+                                                       count=count, phase_ns=phase_ns,
+                                                       series=series),
                            name=f"dualbus-pair-{pair.from_}-{pair.to}")
 
 
+@dataclass(frozen=True)
+class Reply:
+    at_ns: int
+    replied_by: str
+
+
+@dataclass
 class _Replies:
-    def __init__(self) -> None:
-        self.done: dict[str, int] = {}
-        self.error: str | None = None
-        self.ready = threading.Event()
-        self.stop = threading.Event()
+    """What came back on the reply stream, by correlation id."""
+
+    first: dict[str, Reply] = field(default_factory=dict)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    foreign: int = 0  # replies whose correlation id we never sent
 
 
-def _read_replies(url: str, key: str, timeout_s: float, want: int, out: _Replies) -> None:
-    lower_timer_slack()
-    try:
-        conn = RespConnection.open(url, timeout_s + 0.5)
-    except Exception as exc:  # reported as failed samples
-        out.error = connect_error_text(exc)
-        out.ready.set()
-        return
-    last_id = b"0-0"
-    try:
-        out.ready.set()
-        while len(out.done) < want and not out.stop.is_set():
-            reply = conn.call("XREAD", "COUNT", 100, "BLOCK", 20, "STREAMS", key, last_id)
-            t = now_ns()
-            if not reply:
-                continue
-            for entry_id, fields in reply[0][1]:
-                last_id = entry_id
-                f = dict(zip(fields[::2], fields[1::2], strict=False))
-                cid = f.get(b"correlation_id")
-                if cid:
-                    out.done.setdefault(cid.decode(), t)
-    except Exception as exc:  # reported as failed samples
-        out.error = connect_error_text(exc)
-    finally:
-        conn.close()
+def judge_reply(reply: Reply | None, duplicates: int, start_ns: int, timeout_ns: int,
+                a: str, b: str) -> str | None:
+    """Why a round trip failed, or None when it counts: the reply came from B, exactly once,
+    within the timeout of its own send (product.md §4.4)."""
+    if reply is None:
+        return "timeout"
+    if reply.replied_by != b:
+        if reply.replied_by == a:
+            return f"short-circuited: {a} replied itself instead of forwarding to {b}"
+        return f"replied by {reply.replied_by or 'nobody'!r}, not {b}"
+    if duplicates:
+        return f"duplicate reply ({duplicates + 1} replies)"
+    if reply.at_ns - start_ns > timeout_ns:
+        return f"late reply: {(reply.at_ns - start_ns) / 1e6:.0f} ms > timeout " \
+               f"{timeout_ns / 1e9:g} s"
+    return None
 
 
-def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
-                        run_id: str) -> PairResult:
-    lower_timer_slack()
+def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings, run_id: str,
+                        *, count: int | None = None, phase_ns: int = 0,
+                        series: str = "") -> PairResult:
+    """``count`` round trips (default ``pair_count``), the schedule shifted by ``phase_ns``
+    so that pairs measured together never send at the same instant (runner.py); ``series``
+    names the reply stream of a window alone or a re-measure."""
     a, b = topology.engine(pair.from_), topology.engine(pair.to)
     bus = topology.bus(a.bus)
-    n = settings.pair_count
+    n = count or settings.pair_count
     timeout = settings.pair_timeout_s
-    key = reply_key(run_id, pair)
+    timeout_ns = int(timeout * 1e9)
+    key = reply_key(run_id, pair, series)
     batch = SampleBatch(target=pair.key, kind="pair_roundtrip")
     link = Link(bus.url, timeout)
     setup_error: str | None = None
-    out = _Replies()
-    cids = [uuid.uuid4().hex for _ in range(n)]
-    interval = int(1e9 / settings.pair_rate_per_s)
-    intended = [0] * n
-    sent = [0] * n
-    send_err: list[str | None] = [None] * n
+    got = _Replies()
+    cids: list[str] = []
+    ours: set[str] = set()
+    sends = Sends()
+    listener: Listener | None = None
     try:
         try:
             conn = link.get()
@@ -116,52 +128,57 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
         except Exception as exc:  # reported as failed samples
             setup_error = link.last_error or connect_error_text(exc)
         if setup_error is None:
-            reader = threading.Thread(target=_read_replies, name="dualbus-pair-replies",
-                                      args=(bus.url, key, timeout, n, out), daemon=True)
-            reader.start()
-            out.ready.wait(timeout + 1)
-            start = now_ns() + 5_000_000
-            for i in range(n):
-                intended[i] = start + i * interval
-                if link.given_up or out.error:
-                    send_err[i] = f"not attempted: {link.last_error or out.error}"
-                    sent[i] = max(intended[i], now_ns())
-                    continue
-                sleep_until_ns(intended[i])
-                sent[i] = now_ns()
+            listener = Listener(bus.url, timeout, "dualbus-pair-replies",
+                                _reply_reader(key, got, ours)).start()
+
+            def send(k: int, due: int) -> str | None:
+                cids.append(uuid.uuid4().hex)
+                ours.add(cids[k])
                 cmd = pack("XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
-                           "correlation_id", cids[i], "sent_ns", intended[i],
+                           "correlation_id", cids[k], "sent_ns", due,
                            "forward_to", b.stream, "reply_to", key)
                 try:
                     if link.get().call_packed(cmd) is None:
-                        send_err[i] = f"stream {a.stream!r} does not exist (not created)"
+                        return f"stream {a.stream!r} does not exist (not created)"
                 except Exception as exc:  # a failed sample
-                    send_err[i] = connect_error_text(exc)
-            deadline = now_ns() + int(timeout * 1e9)
-            while len(out.done) < n and now_ns() < deadline and reader.is_alive():
-                reader.join(0.005)
-            out.stop.set()
-            reader.join(timeout + 1)
+                    return connect_error_text(exc)
+                return None
+
+            live = listener
+            sends = paced_sends(
+                n, int(1e9 / settings.pair_rate_per_s), now_ns() + 5_000_000 + phase_ns,
+                late_bound_ms=settings.late_bound_ms,
+                retake_fraction=settings.retake_fraction, send=send,
+                stopped=lambda: (link.last_error if link.given_up else None) or live.error)
+            live.wait(sends.last_start() + timeout_ns,
+                      lambda: all(c in got.first for c in cids))
     finally:
+        if listener is not None:
+            listener.stop()
         link.close()
         outstanding = setup_error is None and any(
-            cid not in out.done for cid, err in zip(cids, send_err, strict=True) if err is None)
+            c not in got.first for c, err in zip(cids, sends.error, strict=False) if err is None)
         cleanup_error = None if outstanding else _delete(bus.url, timeout, key)
     gave_up = now_ns()
     if setup_error is not None:
         for _ in range(n):
             batch.add(gave_up, gave_up, gave_up, False, 0, f"not attempted: {setup_error}")
-    else:
-        for i in range(n):
-            done = out.done.get(cids[i])
-            if done is not None:
-                batch.add(intended[i], sent[i], done, True)
-            else:
-                err = send_err[i] or (f"no reply: {out.error}" if out.error else "timeout")
-                batch.add(intended[i], sent[i], max(gave_up, sent[i]), False, 0, err)
-    summary = summarize(batch, settings.pair_rate_per_s, settings.min_samples)
+    for k in range(len(sends)):
+        cid = cids[k] if k < len(cids) else ""
+        reply = got.first.get(cid)
+        why = sends.error[k] or judge_reply(reply, got.duplicates[cid], sends.start[k],
+                                            timeout_ns, a.name, b.name)
+        if why == "timeout" and listener is not None and listener.error:
+            why = f"no reply: {listener.error}"
+        batch.add(sends.intended[k], sends.sent[k],
+                  reply.at_ns if reply is not None else max(gave_up, sends.sent[k]),
+                  why is None, 0, why, start_ns=sends.start[k], replaced=sends.replaced[k])
+    summary = summarize(batch, settings.pair_rate_per_s, settings.min_samples,
+                        settings.late_bound_ms)
     status, reason = classify_pair(summary.success_ratio, summary.count, summary.ok,
                                    setup_error, batch)
+    if got.foreign:
+        reason += f"; {got.foreign} reply(ies) with a correlation id this probe never sent"
     if cleanup_error:
         reason += f"; cleanup: {cleanup_error} (reply stream expires after {settings.key_ttl_s}s)"
     elif outstanding:
@@ -169,6 +186,35 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                    "replies cannot recreate it without a TTL")
     return PairResult(from_=pair.from_, to=pair.to, bus=bus.name, status=status,
                       status_reason=reason, summary=summary, samples=batch)
+
+
+def _reply_reader(key: str, got: _Replies,
+                  ours: set[str]) -> Callable[[RespConnection], None]:
+    """A `Listener` read step: XREAD the reply stream from where it left off and file each
+    reply under its correlation id (ours or foreign, first or duplicate)."""
+    last_id: list[bytes] = [b"0-0"]
+
+    def read(conn: RespConnection) -> None:
+        reply = conn.call("XREAD", "COUNT", 100, "BLOCK", 20, "STREAMS", key, last_id[0])
+        t = now_ns()
+        if not reply:
+            return
+        for entry_id, fields in reply[0][1]:
+            last_id[0] = entry_id
+            f = dict(zip(fields[::2], fields[1::2], strict=False))
+            raw = f.get(b"correlation_id")
+            if raw is None:
+                continue  # the "init" entry that gave the stream its TTL
+            cid = raw.decode(errors="replace")
+            if cid not in ours:
+                got.foreign += 1
+            elif cid in got.first:
+                got.duplicates[cid] += 1
+            else:
+                by = f.get(b"replied_by", b"").decode(errors="replace")
+                got.first[cid] = Reply(t, by)
+
+    return read
 
 
 def classify_pair(ratio: float, count: int, ok: int, setup_error: str | None,
@@ -184,7 +230,7 @@ def classify_pair(ratio: float, count: int, ok: int, setup_error: str | None,
 
 
 def _delete(url: str, timeout_s: float, key: str) -> str | None:
-    assert key.startswith(PROBE_PREFIX)
+    only_probe_keys([key])
     try:
         with RespConnection.open(url, timeout_s) as conn:
             conn.call("DEL", key)

@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import os
 import pickle
+import resource
 import signal
 import struct
 import subprocess
@@ -57,12 +58,14 @@ _PR_SET_PDEATHSIG = 1
 @dataclass(frozen=True)
 class PhaseResult:
     """One phase as measured in the child: its results (a list of Bus/Engine/PairResult),
-    the seconds the probes took (child-side wall clock), or the error that stopped it."""
+    the seconds the probes took (child-side wall clock), the CPU seconds the probe process
+    and the processes it started spent on it, or the error that stopped it."""
 
     phase: Phase
     results: list[Any]
     seconds: float
     error: str | None = None
+    cpu_s: float = 0.0
 
 
 class ProbeSession:
@@ -240,6 +243,14 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all threads) and of the children it reaped (the
+    capacity burst's producer)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _run_phase(topology: Topology, run_id: str, phase: Phase) -> list[Any]:
     from dualbus_pipeline.probes.runner import run_buses, run_engines, run_pairs
 
@@ -264,13 +275,15 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
         if phase in hold:
             stdin.read()  # blocks until the parent releases the hold (closes the pipe)
             hold = ()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         try:
             results = _run_phase(topology, run_id, phase)
-            frame = PhaseResult(phase, results, time.perf_counter() - t0)
+            frame = PhaseResult(phase, results, time.perf_counter() - t0,
+                                cpu_s=cpu_seconds() - cpu0)
         except Exception as exc:  # reported to the parent, which fails the asset
             frame = PhaseResult(phase, [], time.perf_counter() - t0,
-                                error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+                                error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                cpu_s=cpu_seconds() - cpu0)
         body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.write(_HEADER.pack(len(body)) + body)
         stdout.flush()

@@ -6,18 +6,18 @@ percentile is therefore a latency that was really observed (no interpolation, no
 and p100 is the maximum. With fewer than 1000 samples p99.9 is the maximum — which is why the
 sample count travels with every summary.
 
+The same rank is what DuckDB's ``quantile_disc`` returns, and SLO values are computed with it
+(store/slo_queries.py): a figure in the report and the SLO verdict on it are one number.
+
+Counted samples: every sample that was not ``replaced`` (re-taken because the probe host
+delayed its send past ``probe.late_bound_ms``, retake.py).
+
 Validity (a summary the numbers make untrustworthy is flagged, never silently used):
 
-* too few samples: ``count < min_samples``;
-* probe lateness: the probe's own scheduling lateness (when its timer fired − intended send
-  time; waiting for a connection to a slow target is the target's latency, not lateness) is
-  comparable to the latency it measured at the same point of the distribution — lateness p50
-  above ``LATENESS_P50_FRACTION`` (25 %) of the latency p50, or lateness p99 above
-  ``LATENESS_FRACTION`` (50 %) of the latency p99. Latency runs from the intended send time,
-  so lateness is part of every corrected figure; these bounds say when it stops being a small
-  part. (Comparing lateness p99 with latency p50 — the first rule we shipped — condemned a
-  100-sample run for one late send.);
-* rate: the achieved send rate is below ``RATE_FRACTION`` (50 %) of the intended rate.
+* too few samples: ``count < min_samples`` ("no data" for SLOs);
+* inconclusive: a counted sample was still sent later than the bound — the re-take budget was
+  spent, so the host stayed overloaded — and nobody can tell what the target would have shown.
+  Inconclusive is its own SLO outcome, neither pass nor breach.
 
 A target with no successful sample keeps ``valid=True`` when the rules above hold: a success
 ratio of 0 is a true measurement; its latency fields are None ("no data" for latency SLOs).
@@ -29,10 +29,6 @@ import math
 from collections.abc import Sequence
 
 from dualbus_pipeline.probes.model import SampleBatch, Summary
-
-LATENESS_FRACTION = 0.5
-LATENESS_P50_FRACTION = 0.25
-RATE_FRACTION = 0.5
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -61,52 +57,45 @@ def achieved_rate_per_s(sent_ns: Sequence[int]) -> float | None:
     return (len(sent_ns) - 1) / (span / 1e9)
 
 
-def summarize(batch: SampleBatch, intended_rate_per_s: float | None,
-              min_samples: int) -> Summary:
-    """Summarize one batch: success ratio, latency distribution of successes, validity.
+def summarize(batch: SampleBatch, intended_rate_per_s: float | None, min_samples: int,
+              late_bound_ms: float | None = None) -> Summary:
+    """Summarize one batch's counted samples: success ratio, latency distribution of the
+    successes, the probe's own lateness, validity (module docstring).
 
     ``intended_rate_per_s`` None means the probe was not paced (closed-loop round trips such
-    as PING): the rate rule is skipped.
+    as PING); ``late_bound_ms`` None means lateness cannot make it inconclusive.
     """
-    count = len(batch)
-    ok_n = sum(1 for o in batch.ok if o)
-    lat = sorted(x for x, o in zip(batch.latency_ms(), batch.ok, strict=True) if o)
-    svc = sorted(x for x, o in zip(batch.service_ms(), batch.ok, strict=True) if o)
-    fired = batch.dispatch_ns if len(batch.dispatch_ns) == count else batch.sent_ns
-    late = sorted((s - i) / 1e6 for i, s in zip(batch.intended_ns, fired, strict=True))
+    keep = [k for k in range(len(batch)) if not batch.replaced[k]]
+    latency, service, lateness = batch.latency_ms(), batch.service_ms(), batch.lateness_ms()
+    count = len(keep)
+    ok_n = sum(1 for k in keep if batch.ok[k])
+    lat = sorted(latency[k] for k in keep if batch.ok[k])
+    svc = sorted(service[k] for k in keep if batch.ok[k])
+    late = sorted(lateness[k] for k in keep)
 
     def pct(values: Sequence[float], q: float) -> float | None:
         return percentile(values, q) if values else None
 
-    p50 = pct(lat, 50)
-    p99 = pct(lat, 99)
-    lateness_p50 = pct(late, 50)
-    lateness_p99 = pct(late, 99)
-    achieved = achieved_rate_per_s(batch.sent_ns)
-
+    achieved = achieved_rate_per_s([batch.sent_ns[k] for k in keep])
     reasons: list[str] = []
+    inconclusive = False
     if count < min_samples:
         reasons.append(f"too few samples: {count} < {min_samples}")
-    if (lateness_p50 is not None and p50 is not None
-            and lateness_p50 > LATENESS_P50_FRACTION * p50):
-        reasons.append(f"probe scheduling lateness p50 {lateness_p50:.3f} ms exceeds "
-                       f"{LATENESS_P50_FRACTION:.0%} of the measured p50 {p50:.3f} ms")
-    if (lateness_p99 is not None and p99 is not None
-            and lateness_p99 > LATENESS_FRACTION * p99):
-        reasons.append(f"probe scheduling lateness p99 {lateness_p99:.3f} ms exceeds "
-                       f"{LATENESS_FRACTION:.0%} of the measured p99 {p99:.3f} ms")
-    if (intended_rate_per_s is not None and achieved is not None
-            and achieved < RATE_FRACTION * intended_rate_per_s):
-        reasons.append(f"achieved rate {achieved:.1f}/s is below {RATE_FRACTION:.0%} of the "
-                       f"intended {intended_rate_per_s:.1f}/s")
+    over = [x for x in late if late_bound_ms is not None and x > late_bound_ms]
+    if over:
+        inconclusive = True
+        reasons.append(
+            f"inconclusive: the probe host delayed {len(over)} more send(s) by over "
+            f"{late_bound_ms:g} ms (up to {over[-1]:.1f} ms) after {batch.replaced.count(1)} "
+            "re-take(s) had used the budget")
     return Summary(
         count=count,
         ok=ok_n,
         success_ratio=(ok_n / count) if count else 0.0,
         mean=_round(math.fsum(lat) / len(lat)) if lat else None,
-        p50=_round(p50),
+        p50=_round(pct(lat, 50)),
         p90=_round(pct(lat, 90)),
-        p99=_round(p99),
+        p99=_round(pct(lat, 99)),
         p999=_round(pct(lat, 99.9)),
         max=_round(lat[-1]) if lat else None,
         min=_round(lat[0]) if lat else None,
@@ -114,7 +103,19 @@ def summarize(batch: SampleBatch, intended_rate_per_s: float | None,
         service_p99=_round(pct(svc, 99)),
         intended_rate_per_s=intended_rate_per_s,
         achieved_rate_per_s=_round(achieved, 3),
-        lateness_p99_ms=_round(lateness_p99),
+        lateness_p99_ms=_round(pct(late, 99)),
         valid=not reasons,
         invalid_reason="; ".join(reasons) or None,
+        replaced=batch.replaced.count(1),
+        inconclusive=inconclusive,
     )
+
+
+def slowed(together: Summary, alone_p50: float | None, ratio: float, min_ms: float) -> bool:
+    """The concurrency guard's test (engine.py, runner.py): the p50 a target showed with
+    others in flight is above ``ratio`` × its p50 alone, and at least ``min_ms`` above it.
+    A window alone is short and its p50 noisy: the guard is for gross slowdowns; the
+    10 % fidelity is measured in bench/ (docs/benchmarks.md)."""
+    if alone_p50 is None or together.p50 is None or not together.valid:
+        return False
+    return together.p50 > ratio * alone_p50 and together.p50 - alone_p50 > min_ms

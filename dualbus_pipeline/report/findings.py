@@ -1,36 +1,46 @@
 """Findings: what the report concludes from results.json, by explicit rules.
 
-Owns the latency tiers, the readiness groups, the per-category grades and the trend-vs-baseline
-comparison (improvement factors, regressions); the recommendation rules built on them are in
-recommendations.py. Everything here is
-computed from plain dicts (results.json, trend series, run history); the templates only lay
-the outcome out. Defaults that apply when the SLO files do not say otherwise live in one
-place, `DEFAULT_TIERS` / `DEFAULT_OPTIMIZATION_TARGET_MS` below, and the report says when it
-used them.
+Owns the SLO outcomes as the report shows them (breaches, not-judged results, per-category
+grades, error budgets), the maintenance list and the trend-vs-baseline comparison
+(improvement factors, regressions). Engine tiers, the optimization target and readiness are
+in engine_findings.py; the recommendation rules built on all of them in recommendations.py.
+Everything here is computed from plain dicts (results.json, trend series, run history); the
+templates only lay the outcome out.
 """
 
 from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Iterable
 from typing import Any
 
-# Used only when no SLO named like a tier (`*tier*` on engine.latency_ms) exists. Seed values:
-# ultra-low < 0.3 ms, high performance < 0.4 ms, everything slower is "standard".
-DEFAULT_TIERS: tuple[tuple[str, float], ...] = (("Ultra-low latency", 0.3),
-                                                ("High performance", 0.4))
-STANDARD_TIER = "Standard"
-# Used only when no SLO named like `*optimi*` on engine.latency_ms exists (the seed's < 0.5 ms).
-DEFAULT_OPTIMIZATION_TARGET_MS = 0.5
+from dualbus_pipeline.report.engine_findings import (
+    ABOVE_TARGET,
+    DEFAULT_OPTIMIZATION_TARGET_MS,
+    DEFAULT_TIERS,
+    STANDARD_TIER,
+    is_optimization_slo,
+    is_tier_slo,
+    latency_tiers,
+    optimization_target,
+    readiness,
+)
+from dualbus_pipeline.slospec.gate import outcome_of
+from dualbus_pipeline.slospec.model import GRADE_ORDER
+
+__all__ = ["ABOVE_TARGET", "DEFAULT_OPTIMIZATION_TARGET_MS", "DEFAULT_TIERS", "STANDARD_TIER",
+           "is_optimization_slo", "is_tier_slo", "latency_tiers", "optimization_target",
+           "readiness"]
+
 # A metric counts as regressed/improved when it moved by more than this factor vs baseline.
 TREND_TOLERANCE = 1.10
 # A passed higher-is-better capacity SLO with less headroom than this is a planning item.
 CAPACITY_HEADROOM = 1.5
 
-GRADE_ORDER = ("A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "E", "F")
-SEVERITY_ORDER = {"error": 0, "critical": 0, "warning": 1}
+SEVERITY_ORDER = {"error": 0, "warning": 1}
 HORIZONS = ("Immediate", "This week", "Capacity planning")
+BREACHED = ("breach", "no_data")
+NOT_JUDGED = ("inconclusive", "pending_baseline")
 
 CATEGORIES = (
     ("latency", "Latency"),
@@ -53,16 +63,6 @@ def lower_is_better(op: str | None) -> bool:
     return op in ("<", "<=")
 
 
-def is_tier_slo(slo: dict[str, Any]) -> bool:
-    return "tier" in str(slo.get("name", "")).lower() and str(
-        slo.get("indicator", "")).startswith("engine.latency")
-
-
-def is_optimization_slo(slo: dict[str, Any]) -> bool:
-    return "optimi" in str(slo.get("name", "")).lower() and str(
-        slo.get("indicator", "")).startswith("engine.latency")
-
-
 def category_of(slo: dict[str, Any]) -> str:
     ind = str(slo.get("indicator", ""))
     if ind.startswith("pair."):
@@ -78,84 +78,6 @@ def category_of(slo: dict[str, Any]) -> str:
     if ind.endswith("_ms"):
         return "latency"
     return "other"
-
-
-def _tier_label(name: str) -> str:
-    words = [w for w in name.replace("-", "_").split("_")
-             if w and w.lower() not in ("engine", "engines", "latency", "tier", "tiers")]
-    return " ".join(words).capitalize() if words else name
-
-
-# --------------------------------------------------------------------------- engines
-
-
-def latency_tiers(results: dict[str, Any]) -> dict[str, Any]:
-    """Group operational engines with valid data into tiers: from tier SLOs, else defaults."""
-    engines = [e for e in results.get("engines", [])
-               if e.get("status") == "operational" and e.get("valid")]
-    tier_slos = [s for s in results.get("slos", []) if is_tier_slo(s)]
-    groups: list[dict[str, Any]] = []
-    assigned: dict[str, str] = {}
-    if tier_slos:
-        source = "slo"
-        by_name: dict[str, list[dict[str, Any]]] = {}
-        for s in tier_slos:
-            by_name.setdefault(s["name"], []).append(s)
-        specs = []
-        for name, rows in by_name.items():
-            objective = next((r["objective"] for r in rows if r.get("objective") is not None),
-                             None)
-            first = rows[0]
-            specs.append((objective if objective is not None else float("inf"), name, first,
-                          {r["target"]: r for r in rows}))
-        specs.sort(key=lambda x: x[0])
-        for _, name, first, by_target in specs:
-            members = []
-            for e in engines:
-                row = by_target.get(e["name"])
-                if e["name"] not in assigned and row is not None and row.get("passed"):
-                    assigned[e["name"]] = name
-                    members.append(e)
-            groups.append({"name": _tier_label(name), "slo": name,
-                           "rule": f"{first.get('aggregate')} {first.get('objective_text')} ms",
-                           "engines": _by_p50(members)})
-    else:
-        source = "default"
-        for label, limit in DEFAULT_TIERS:
-            members = [e for e in engines if e["name"] not in assigned
-                       and e["latency_ms"].get("p50") is not None
-                       and e["latency_ms"]["p50"] < limit]
-            for e in members:
-                assigned[e["name"]] = label
-            groups.append({"name": label, "slo": None, "rule": f"p50 < {limit:g} ms",
-                           "engines": _by_p50(members)})
-    rest = [e for e in engines if e["name"] not in assigned]
-    last = groups[-1]["rule"] if groups else "no tier defined"
-    groups.append({"name": STANDARD_TIER, "slo": None, "rule": f"slower than {last}",
-                   "engines": _by_p50(rest)})
-    return {"source": source, "groups": groups}
-
-
-def _by_p50(engines: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(engines, key=lambda e: (e["latency_ms"].get("p50") is None,
-                                          e["latency_ms"].get("p50") or 0.0, e["name"]))
-
-
-def optimization_target(results: dict[str, Any]) -> dict[str, Any]:
-    """The per-engine optimization objective: its SLO rows when present, else the default."""
-    rows = [s for s in results.get("slos", []) if is_optimization_slo(s)]
-    if rows:
-        first = rows[0]
-        failing = {r["target"] for r in rows if not r.get("passed") and r.get("value") is not None}
-        return {"source": "slo", "slo": first["name"], "objective": first.get("objective"),
-                "aggregate": first.get("aggregate"), "text": first.get("objective_text"),
-                "failing": failing}
-    failing = {e["name"] for e in results.get("engines", [])
-               if e.get("valid") and e.get("status") == "operational"
-               and (e["latency_ms"].get("p50") or 0.0) >= DEFAULT_OPTIMIZATION_TARGET_MS}
-    return {"source": "default", "slo": None, "objective": DEFAULT_OPTIMIZATION_TARGET_MS,
-            "aggregate": "p50", "text": f"< {DEFAULT_OPTIMIZATION_TARGET_MS:g}",
-            "failing": failing}
 
 
 def maintenance(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -191,53 +113,41 @@ def target_title(scope: str, t: dict[str, Any]) -> str:
     return str(t.get("title") or t.get("name"))
 
 
-def readiness(results: dict[str, Any], opt: dict[str, Any]) -> list[dict[str, Any]]:
-    """Production ready / optimization candidates / maintenance required / not assessed."""
-    failed_by_engine: dict[str, list[str]] = {}
-    for s in results.get("slos", []):
-        if s.get("scope") == "engine" and not s.get("passed") and not is_tier_slo(s) \
-                and not is_optimization_slo(s) and s.get("value") is not None:
-            failed_by_engine.setdefault(s["target"], []).append(s["name"])
-    ready, optimize, broken, unknown = [], [], [], []
-    for e in results.get("engines", []):
-        if e.get("status") != "operational":
-            broken.append({"engine": e, "why": f"{e.get('status')}: "
-                           f"{e.get('status_reason') or 'no reason recorded'}"})
-        elif not e.get("valid"):
-            unknown.append({"engine": e, "why": f"no valid data ({e.get('invalid_reason')})"})
-        elif e["name"] in opt["failing"] or e["name"] in failed_by_engine:
-            why = []
-            if e["name"] in opt["failing"]:
-                why.append(f"{opt['aggregate']} above the optimization target "
-                           f"{opt['text']} ms")
-            why += [f"breaches {n}" for n in failed_by_engine.get(e["name"], [])]
-            optimize.append({"engine": e, "why": "; ".join(why)})
-        else:
-            ready.append({"engine": e, "why": "operational, every engine SLO met"})
-    total = len(results.get("engines", []))
-    return [
-        {"key": "ready", "name": "Production ready", "members": ready, "total": total},
-        {"key": "optimize", "name": "Optimization candidates", "members": optimize,
-         "total": total},
-        {"key": "maintenance", "name": "Maintenance required", "members": broken, "total": total},
-        {"key": "unknown", "name": "Not assessed (no valid data)", "members": unknown,
-         "total": total},
-    ]
-
-
 # --------------------------------------------------------------------------- SLOs
 
 
 def breaches(results: dict[str, Any]) -> list[dict[str, Any]]:
-    # "insufficient baseline" is neither a pass nor a breach (docs/slos.md): not listed here
-    rows = [s for s in results.get("slos", []) if not s.get("passed") and not is_tier_slo(s)
-            and s.get("outcome") != "insufficient_baseline"]
+    """Breaches and no data; pending baseline and inconclusive are neither (docs/slos.md)."""
+    rows = [s for s in results.get("slos", []) if outcome_of(s) in BREACHED
+            and not is_tier_slo(s)]
     return sorted(rows, key=lambda s: (SEVERITY_ORDER.get(str(s.get("severity")), 2),
                                        not s.get("key"), s.get("name"), s.get("target")))
 
 
+def not_judged(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Results that are not a verdict, grouped so that one cause is one line:
+
+    * ``inconclusive``: per target and reason (every SLO reading that summary shares it),
+      ``{"scope", "target", "reason", "slos"}``;
+    * ``pending_baseline``: per SLO and reason, ``{"slo", "reason", "targets"}``.
+    """
+    blind: dict[tuple[str, str, str], list[str]] = {}
+    pending: dict[tuple[str, str], list[str]] = {}
+    for s in results.get("slos", []):
+        outcome, reason = outcome_of(s), str(s.get("reason") or "")
+        if outcome == "inconclusive":
+            blind.setdefault((str(s.get("scope")), s["target"], reason), []).append(s["name"])
+        elif outcome == "pending_baseline":
+            pending.setdefault((s["name"], reason), []).append(s["target"])
+    return {"inconclusive": [{"scope": k[0], "target": k[1], "reason": k[2], "slos": v}
+                             for k, v in blind.items()],
+            "pending_baseline": [{"slo": k[0], "reason": k[1], "targets": v}
+                                 for k, v in pending.items()]}
+
+
 def categories(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One grade per category: the worst graded SLO in it, with that SLO as justification."""
+    """One grade per category: the worst graded SLO in it, with that SLO as justification.
+    Results that are not a verdict are counted apart, never as missed."""
     by_cat: dict[str, list[dict[str, Any]]] = {}
     for s in results.get("slos", []):
         if not is_tier_slo(s):
@@ -247,14 +157,17 @@ def categories(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows = by_cat.get(key)
         if not rows:
             continue
+        outcomes = [outcome_of(r) for r in rows]
         graded = [r for r in rows if r.get("grade") is not None]
-        passed = sum(1 for r in rows if r.get("passed"))
         worst = min(graded, key=lambda r: (-grade_rank(r.get("grade")),
                                            r.get("attainment") or 0.0)) if graded else None
-        ungraded = [r for r in rows if r.get("grade") is None]
         out.append({"key": key, "name": label, "grade": worst["grade"] if worst else None,
-                    "worst": worst, "passed": passed, "total": len(rows),
-                    "ungraded": ungraded})
+                    "worst": worst, "passed": outcomes.count("pass"),
+                    "total": sum(o not in NOT_JUDGED for o in outcomes),
+                    "inconclusive": outcomes.count("inconclusive"),
+                    "pending": outcomes.count("pending_baseline"),
+                    "ungraded": [r for r, o in zip(rows, outcomes, strict=True)
+                                 if r.get("grade") is None and o not in NOT_JUDGED]})
     return out
 
 

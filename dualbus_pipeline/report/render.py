@@ -30,6 +30,7 @@ from markupsafe import Markup
 from dualbus_pipeline.config import shipped_dir
 from dualbus_pipeline.errors import DualbusError
 from dualbus_pipeline.report import charts, findings
+from dualbus_pipeline.report.engine_findings import HOT
 from dualbus_pipeline.report.formatting import (
     fmt_factor,
     fmt_info,
@@ -37,11 +38,11 @@ from dualbus_pipeline.report.formatting import (
     fmt_num,
     fmt_pct,
     fmt_rate,
-    fmt_setting,
     fmt_unit,
     fmt_value,
     fmt_when,
 )
+from dualbus_pipeline.report.methodology import methodology
 from dualbus_pipeline.report.recommendations import recommendations
 
 FORMATS = ("md", "html", "json")
@@ -129,31 +130,20 @@ def build_view(results: dict[str, Any], trends: dict[str, Any] | None = None,
     opt = findings.optimization_target(results)
     trend_rows = findings.trend_rows(_with_objectives(trends, results))
     engines = results.get("engines", [])
-    failing_targets = findings.maintenance(results)
-    valid_p50 = [e["latency_ms"]["p50"] for e in engines
-                 if e.get("valid") and e["latency_ms"].get("p50") is not None]
-    valid_p99 = [e["latency_ms"]["p99"] for e in engines
-                 if e.get("valid") and e["latency_ms"].get("p99") is not None]
-    requests = sum(int(e.get("requests") or 0) for e in engines)
-    ok_requests = sum(int(e.get("requests") or 0) * float(e.get("success_ratio") or 0.0)
-                      for e in engines)
-    headline = {
-        "engine_p50_median": _median(valid_p50),
-        "engine_p99_worst": max(valid_p99) if valid_p99 else None,
-        "engine_requests": requests,
-        "engine_success_ratio": ok_requests / requests if requests else None,
-        "engines_with_valid_data": len(valid_p50),
-    }
+    overall = results.get("overall") or {}
     return {
         "results": results,
         "run_id": results.get("run_id"),
         "platform": results.get("platform"),
-        "overall": results.get("overall") or {},
+        "overall": overall,
+        # "no verdict" is a statement, not a missing grade: nothing this run was judged
+        "verdict": "no verdict" if overall.get("result") == "no_verdict" else None,
         "system": results.get("system") or {},
-        "headline": headline,
+        "headline": _headline(engines),
         "breaches": findings.breaches(results),
+        "not_judged": findings.not_judged(results),
         "key_slos": [s for s in results.get("slos", []) if s.get("key")],
-        "failing_targets": failing_targets,
+        "failing_targets": findings.maintenance(results),
         "tiers": findings.latency_tiers(results),
         "optimization": opt,
         "engines": engines,
@@ -177,6 +167,27 @@ def build_view(results: dict[str, Any], trends: dict[str, Any] | None = None,
         "defaults": {"tiers": findings.DEFAULT_TIERS,
                      "optimization_ms": findings.DEFAULT_OPTIMIZATION_TARGET_MS,
                      "tolerance": findings.TREND_TOLERANCE},
+    }
+
+
+def _headline(engines: list[dict[str, Any]]) -> dict[str, Any]:
+    valid_p50 = [e["latency_ms"]["p50"] for e in engines
+                 if e.get("valid") and e["latency_ms"].get("p50") is not None]
+    valid_p99 = [e["latency_ms"]["p99"] for e in engines
+                 if e.get("valid") and e["latency_ms"].get("p99") is not None]
+    hot_p50 = [e["hot_latency_ms"]["p50"] for e in engines
+               if (e.get("hot_latency_ms") or {}).get("p50") is not None]
+    requests = sum(int(e.get("requests") or 0) for e in engines)
+    ok_requests = sum(int(e.get("requests") or 0) * float(e.get("success_ratio") or 0.0)
+                      for e in engines)
+    return {
+        "engine_p50_median": _median(valid_p50),
+        "engine_hot_p50_median": _median(hot_p50),
+        "engines_with_hot_data": len(hot_p50),
+        "engine_p99_worst": max(valid_p99) if valid_p99 else None,
+        "engine_requests": requests,
+        "engine_success_ratio": ok_requests / requests if requests else None,
+        "engines_with_valid_data": len(valid_p50),
     }
 
 
@@ -215,47 +226,6 @@ def _with_objectives(trends: dict[str, Any] | None,
     return {**trends, "series": out}
 
 
-_SETTING_LABELS: tuple[tuple[str, str, str], ...] = (
-    # (key, label, unit)
-    ("engine_requests", "Requests per engine", ""),
-    ("engine_rate_per_s", "Engine request rate (paced, open loop)", "/s"),
-    ("engine_timeout_s", "Engine request timeout", "s"),
-    ("engine_concurrency", "Engine requests in flight (max)", ""),
-    ("bus_ping_count", "PINGs per bus", ""),
-    ("bus_delivery_count", "Delivery messages per bus", ""),
-    ("bus_delivery_rate_per_s", "Delivery rate (paced)", "/s"),
-    ("bus_capacity_messages", "Capacity burst per bus", " messages"),
-    ("bus_timeout_s", "Bus operation timeout", "s"),
-    ("pair_count", "Round trips per pair", ""),
-    ("pair_rate_per_s", "Round-trip rate (paced)", "/s"),
-    ("pair_timeout_s", "Round-trip timeout", "s"),
-    ("max_rate_per_s", "Safety cap on any paced rate", "/s"),
-    ("max_burst_messages", "Safety cap on a burst", " messages"),
-    ("key_ttl_s", "Probe key expiry", "s"),
-    ("stream_maxlen", "Probe stream MAXLEN", ""),
-)
-
-
-def methodology(results: dict[str, Any]) -> dict[str, Any]:
-    meth = results.get("methodology") or {}
-    settings = meth.get("probe_settings") or {}
-    rows = []
-    for key, label, unit in _SETTING_LABELS:
-        if key in settings:
-            rows.append({"key": key, "label": label,
-                         "value": f"{fmt_setting(settings[key])}{unit}"})
-    cap = settings.get("engine_capacity")
-    if isinstance(cap, dict):
-        text = (f"{fmt_num(cap.get('connections'))} connections for "
-                f"{fmt_setting(cap.get('duration_s'))}s" if cap.get("enabled") else "off")
-        rows.append({"key": "engine_capacity", "label": "Engine capacity burst", "value": text})
-    known = {k for k, _, _ in _SETTING_LABELS} | {"engine_capacity"}
-    for key in sorted(set(settings) - known):
-        rows.append({"key": key, "label": key, "value": str(settings[key])})
-    return {"settings": rows, "recorded": bool(settings),
-            "sample_counts": meth.get("sample_counts") or {}}
-
-
 # --------------------------------------------------------------------------- charts
 
 
@@ -271,14 +241,20 @@ def _tile_status(t: dict[str, Any]) -> str:
     return "no valid data" if status == "operational" and not t.get("valid", True) else status
 
 
+def _engine_rows(res: dict[str, Any]) -> list[charts.BarRow]:
+    """Paced latency bars, engines with valid data first; the others say why they have none."""
+    return [_bar_row(e.get("title") or e["name"], e["latency_ms"], bool(e.get("valid")),
+                     f"no data: {e.get('status')}" if e.get("status") != "operational"
+                     else str(e.get("invalid_reason")) if e.get("inconclusive")
+                     else f"no valid data ({e.get('invalid_reason')})")
+            for e in sorted(res.get("engines", []),
+                            key=lambda e: (not e.get("valid"),
+                                           e["latency_ms"].get("p50") or 0.0))]
+
+
 def build_charts(view: dict[str, Any]) -> dict[str, Markup]:
     res = view["results"]
-    engine_rows = [_bar_row(e.get("title") or e["name"], e["latency_ms"], bool(e.get("valid")),
-                            f"no data: {e.get('status')}" if e.get("status") != "operational"
-                            else f"no valid data ({e.get('invalid_reason')})")
-                   for e in sorted(res.get("engines", []),
-                                   key=lambda e: (not e.get("valid"),
-                                                  e["latency_ms"].get("p50") or 0.0))]
+    engine_rows = _engine_rows(res)
     opt = view["optimization"]
     out: dict[str, Markup] = {
         "status": charts.status_overview(
@@ -289,9 +265,11 @@ def build_charts(view: dict[str, Any]) -> dict[str, Markup]:
                for b in res.get("buses", [])]
             + [("pair", f"{p.get('from')}→{p.get('to')}", _tile_status(p))
                for p in res.get("pairs", [])]),
+        # the bars are paced latency: the optimization line only where it judges paced p50
         "engines": charts.latency_bars(
-            "chart-engine-latency", "Engine latency p50 / p90 / p99 (ms)", engine_rows,
-            objective=opt.get("objective"), objective_label="optimization target"),
+            "chart-engine-latency", "Engine paced latency p50 / p90 / p99 (ms)", engine_rows,
+            objective=opt.get("objective") if opt.get("indicator") != HOT else None,
+            objective_label="optimization target"),
     }
     bus_rows = []
     for b in res.get("buses", []):

@@ -6,7 +6,8 @@ only (an allow-list): nothing a user writes in YAML is ever formatted into SQL.
 
 Kinds (how the value is computed, see store/slo_queries.py):
 
-* ``samples``  latency distribution over raw, successful samples (percentiles via quantile_cont)
+* ``samples``  latency distribution over raw, successful, counted samples (nearest-rank
+  percentiles, the same definition as the report: probes/stats.py)
 * ``ratio``    successful samples / all samples
 * ``status``   1.0 when the target's status is ``operational`` in a run, else 0.0
 * ``availability``  operational runs / runs (per engine) or operational engines / engines
@@ -67,8 +68,13 @@ def _i(*args: object, **kwargs: object) -> Indicator:
 
 CATALOGUE: dict[str, Indicator] = {i.name: i for i in (
     _i("engine.latency_ms", "engine", "samples", "ms", "lower", DISTRIBUTION_AGGREGATES,
-       "GET health_path latency from the intended send time (successful requests only)",
+       "paced GET health_path latency, from the moment the probe was ready to send "
+       "(successful requests only)",
        "engine_measurements", "engine_samples", sample_kind="engine_http", metric="latency"),
+    _i("engine.hot_latency_ms", "engine", "samples", "ms", "lower", DISTRIBUTION_AGGREGATES,
+       "GET health_path back to back on one warm connection, like wrk -t1 -c1: the engine's "
+       "service time without the idle wake-ups a paced request pays",
+       "engine_measurements", "engine_samples", sample_kind="engine_hot", metric="hot"),
     _i("engine.success_ratio", "engine", "ratio", "ratio", "higher", ("ratio",),
        "successful health requests / all health requests", "engine_measurements",
        "engine_samples", sample_kind="engine_http", metric="latency"),
@@ -88,7 +94,8 @@ CATALOGUE: dict[str, Indicator] = {i.name: i for i in (
        "PING round trip", "bus_measurements", "bus_samples", sample_kind="bus_ping",
        metric="ping"),
     _i("bus.delivery_latency_ms", "bus", "samples", "ms", "lower", DISTRIBUTION_AGGREGATES,
-       "XADD on one connection → XREADGROUP on another, from the intended send time",
+       "XADD on one connection → XREADGROUP on another, from the moment the probe was "
+       "ready to send",
        "bus_measurements", "bus_samples", sample_kind="bus_delivery", metric="delivery"),
     _i("bus.throughput_msgs_per_s", "bus", "value", "msgs/s", "higher",
        (*PER_RUN_AGGREGATES, "rate"),

@@ -7,8 +7,15 @@ outcome:
 * ``pass`` / ``breach``  the value met / missed the objective (graded);
 * ``no_data``  no valid summary, no successful samples, or too few for the aggregate — a
   breach with value NULL and reason "no data: ...", never a silent pass;
-* ``insufficient_baseline``  a relative objective without enough baseline runs — recorded
-  with passed=false and grade NULL, but neither a pass nor a breach: not scored, not gated.
+* ``pending_baseline``  a relative objective without enough baseline runs yet: passed and
+  grade NULL, reason "pending baseline: k of n runs";
+* ``inconclusive``  a latency indicator whose summary the probe marked inconclusive (its host
+  stayed overloaded, or the concurrency slowed the target and the re-measure budget was spent):
+  passed and grade NULL, reason the summary's "inconclusive: ...". Success ratios of such a
+  summary stay usable (store/slo_queries.py ``_RATIO_USABLE``): whether requests succeeded
+  does not depend on the probe's timing.
+
+The last two are not verdicts on the target: neither pass nor breach, never scored or gated.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ class SloResult:
     objective: float | None
     objective_text: str
     baseline: float | None
-    passed: bool
+    passed: bool | None
     attainment: float | None
     grade: str | None
     severity: str
@@ -67,6 +74,11 @@ class SloResult:
     @property
     def breached(self) -> bool:
         return self.outcome in ("breach", "no_data")
+
+    @property
+    def judged(self) -> bool:
+        """False for pending baseline and inconclusive: neither pass nor breach."""
+        return self.outcome in grading.JUDGED
 
 
 @dataclass(frozen=True)
@@ -129,13 +141,13 @@ def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
     memo: dict[tuple[str, ...], Any] = {}  # per-run state lookups, once per SLO not per target
     for target in targets:
         m = measured.get(target)
-        problem = _no_data(con, run, slo, ind, target, m, len(run_ids), memo)
+        problem = _problem(con, run, slo, ind, target, m, len(run_ids), memo)
         out.append(_result(run, slo, ind, target, m, problem, base.get(target),
                            current.get(target), len(run_ids) if windowed else None))
     for pattern in unmatched:
         out.append(_result(run, slo, ind, pattern, None,
-                           f"no data: no {slo.scope} matching {pattern!r} was measured in "
-                           "this run", None, None, None))
+                           ("no_data", f"no data: no {slo.scope} matching {pattern!r} was "
+                            "measured in this run"), None, None, None))
     return out
 
 
@@ -145,32 +157,53 @@ def _usable(m: Measured | None, aggregate: str, ind: Indicator) -> bool:
     return not (ind.kind == "samples" and m.good < MIN_SAMPLES[aggregate])
 
 
-def _no_data(con: Connection, run: RunRow, slo: Slo, ind: Indicator,
+# Why a target has no verdict value: ("no_data", "no data: ...") or ("inconclusive", reason).
+Problem = tuple[grading.Outcome, str]
+
+
+def _problem(con: Connection, run: RunRow, slo: Slo, ind: Indicator,
              target: str, m: Measured | None, runs: int,
-             memo: dict[tuple[str, ...], Any] | None = None) -> str | None:
+             memo: dict[tuple[str, ...], Any] | None = None) -> Problem | None:
     if _usable(m, slo.aggregate, ind):
         return None
     if m is not None and m.value is not None:
-        return (f"no data: {slo.aggregate} needs at least {MIN_SAMPLES[slo.aggregate]} "
-                f"successful samples, got {m.good}")
+        return ("no_data", f"no data: {slo.aggregate} needs at least "
+                f"{MIN_SAMPLES[slo.aggregate]} successful samples, got {m.good}")
     what = f"{slo.scope} {target!r}"
     if slo.window is not None:
-        return f"no data: no valid {ind.name} data for {what} in the {slo.window} window " \
-               f"({runs} runs)"
+        return ("no_data", f"no data: no valid {ind.name} data for {what} in the "
+                f"{slo.window} window ({runs} runs)")
     if ind.kind in ("samples", "ratio"):
-        assert ind.metric is not None
-        key = ("summary", ind.scope, ind.metric)
-        states = memo.get(key) if memo is not None else None
-        if states is None:
-            states = slo_queries.summary_states(con, run.run_id, ind.scope, ind.metric)
-            if memo is not None:
-                memo[key] = states
-        st = states.get(target)
-        if st is None:
-            return f"no data: no {ind.metric} measurements for {what} in this run"
-        if not st["valid"]:
-            return f"no data: {st['invalid_reason'] or 'the measurement was marked invalid'}"
-        return f"no data: no successful samples ({st['count']} of {st['count']} failed)"
+        return _summary_problem(con, run, ind, target, what, memo)
+    return ("no_data", _no_data_reason(con, run, ind, target, what, memo))
+
+
+def _summary_problem(con: Connection, run: RunRow, ind: Indicator, target: str, what: str,
+                     memo: dict[tuple[str, ...], Any] | None) -> Problem:
+    """Why a samples/ratio indicator has no value, from the run's summary of the target."""
+    assert ind.metric is not None
+    key = ("summary", ind.scope, ind.metric)
+    states = memo.get(key) if memo is not None else None
+    if states is None:
+        states = slo_queries.summary_states(con, run.run_id, ind.scope, ind.metric)
+        if memo is not None:
+            memo[key] = states
+    st = states.get(target)
+    if st is None:
+        return ("no_data", f"no data: no {ind.metric} measurements for {what} in this run")
+    if not st["valid"]:
+        reason = st["invalid_reason"] or "the measurement was marked invalid"
+        # Too few samples is a fact about the target's data, whatever else went wrong.
+        if st["inconclusive"] and not reason.startswith("too few samples"):
+            return ("inconclusive", reason)
+        return ("no_data", f"no data: {reason}")
+    return ("no_data", f"no data: no successful samples ({st['count']} of {st['count']} "
+            "failed)")
+
+
+def _no_data_reason(con: Connection, run: RunRow, ind: Indicator, target: str, what: str,
+                    memo: dict[tuple[str, ...], Any] | None) -> str:
+    """Why a status, availability, value or sum indicator has no value in this run."""
     if ind.kind == "availability" and ind.scope == "system":
         return "no data: no engines were measured in this run"
     if ind.kind == "sum":
@@ -200,7 +233,7 @@ def _baselines(con: Connection, ind: Indicator, aggregate: str, run: RunRow,
             m = got.get(t)
             out[t] = ((m.value, f"pinned run {pinned}")
                       if m is not None and _usable(m, aggregate, ind) and m.value is not None
-                      else (None, f"insufficient baseline: pinned run {pinned!r} has no data "
+                      else (None, f"pending baseline: pinned run {pinned!r} has no data "
                             f"for {ind.scope} {t!r}"))
         return out
     prior = slo_queries.prior_good_runs(con, run, limit=n * 3 + 10)
@@ -213,12 +246,12 @@ def _baselines(con: Connection, ind: Indicator, aggregate: str, run: RunRow,
     for t in targets:
         recent = [v for _, v in sorted(values[t])[:n]]
         out[t] = ((statistics.median(recent), f"median of {n} runs") if len(recent) >= n
-                  else (None, f"insufficient baseline: {len(recent)} of {n} runs"))
+                  else (None, f"pending baseline: {len(recent)} of {n} runs"))
     return out
 
 
 def _result(run: RunRow, slo: Slo, ind: Indicator, target: str, m: Measured | None,
-            problem: str | None, base: tuple[float | None, str] | None,
+            problem: Problem | None, base: tuple[float | None, str] | None,
             current: Measured | None, window_runs: int | None) -> SloResult:
     obj = slo.objective
     common: dict[str, Any] = {
@@ -234,25 +267,42 @@ def _result(run: RunRow, slo: Slo, ind: Indicator, target: str, m: Measured | No
     value = None if problem is not None or m is None else m.value
     baseline = base[0] if base else None
     if obj.relative and base is not None and baseline is None:
-        return SloResult(**common, value=value, objective=None, baseline=None, passed=False,
-                         attainment=None, grade=None, reason=base[1],
-                         error_budget_remaining=None, burn_rate=None,
-                         outcome="insufficient_baseline")
+        return _unjudged(common, "pending_baseline", base[1], value=value)
     threshold = obj.threshold(baseline) if (baseline is not None or not obj.relative) else None
+    if problem is not None and problem[0] == "inconclusive":
+        return _unjudged(common, "inconclusive", problem[1], objective=threshold,
+                         baseline=baseline)
     if value is None or problem is not None:
         return SloResult(**common, value=None, objective=threshold, baseline=baseline,
                          passed=False, attainment=None, grade=None,
-                         reason=problem or "no data", error_budget_remaining=None,
-                         burn_rate=None, outcome="no_data")
+                         reason=problem[1] if problem else "no data",
+                         error_budget_remaining=None, burn_rate=None, outcome="no_data")
     assert threshold is not None
+    return _graded(common, slo, ind, value, threshold, baseline, current)
+
+
+def _unjudged(common: dict[str, Any], outcome: grading.Outcome, reason: str, *,
+              value: float | None = None, objective: float | None = None,
+              baseline: float | None = None) -> SloResult:
+    """A result that is neither pass nor breach: passed and grade NULL, not scored."""
+    return SloResult(**common, value=value, objective=objective, baseline=baseline,
+                     passed=None, attainment=None, grade=None, reason=reason,
+                     error_budget_remaining=None, burn_rate=None, outcome=outcome)
+
+
+def _graded(common: dict[str, Any], slo: Slo, ind: Indicator, value: float, threshold: float,
+            baseline: float | None, current: Measured | None) -> SloResult:
+    obj = slo.objective
     passed = obj.met(value, threshold)
-    att = grading.attainment(value, threshold, ind.direction)
+    ratio = grading.ratio_like(ind.kind, ind.direction, obj.op, threshold)
+    att = (grading.ratio_attainment(value, threshold) if ratio
+           else grading.attainment(value, threshold, ind.direction))
     raw_grade = grading.grade_for(att, slo.grades)
     grade = grading.grade_result(att, passed, slo.grades)
     reason = grading.justify(aggregate=slo.aggregate, value=value, objective_op=obj.op,
                              objective=threshold, unit=ind.unit, passed=passed, att=att,
                              grade=grade, raw_grade=raw_grade, baseline=baseline,
-                             objective_text=obj.text())
+                             objective_text=obj.text(), ratio=ratio)
     remaining, burn = _budget(slo, ind, value, threshold, current)
     if remaining is not None:
         reason += (f" Error budget over {slo.window}: {remaining * 100:.0f} % left"

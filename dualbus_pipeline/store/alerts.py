@@ -92,7 +92,7 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def run_verdicts(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
     return _dicts(con.execute(
         "SELECT slo, scope, target, indicator, value, objective_text, passed, grade, severity, "
-        "reason FROM slo_results WHERE run_id = ? ORDER BY slo, target", [run_id]))
+        "reason, outcome FROM slo_results WHERE run_id = ? ORDER BY slo, target", [run_id]))
 
 
 def load_alerts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], AlertRow]:
@@ -212,12 +212,13 @@ def list_alerts(con: duckdb.DuckDBPyConnection, state: str | None) -> list[dict[
 
 
 def latest_deliveries(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Per (slo, target, sink): the most recent notification and how its delivery went."""
+    """Per (slo, target, sink) and alert kind (breach, or inconclusive: kinds starting with
+    'inconclusive', alerts/state.py): the most recent notification and how it went."""
     return _dicts(con.execute(
         "SELECT slo, target, sink, kind, created_at, attempts, delivered_at, expired_at, "
         "next_attempt_at, last_error FROM (SELECT *, row_number() OVER (PARTITION BY slo, "
-        "target, sink_index ORDER BY id DESC) AS rn FROM outbox WHERE slo IS NOT NULL) "
-        "WHERE rn = 1 ORDER BY slo, target, sink"))
+        "target, sink_index, starts_with(kind, 'inconclusive') ORDER BY id DESC) AS rn "
+        "FROM outbox WHERE slo IS NOT NULL) WHERE rn = 1 ORDER BY slo, target, sink"))
 
 
 def outbox_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

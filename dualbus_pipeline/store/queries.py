@@ -33,7 +33,8 @@ def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict[str,
 
 
 def run_bundle(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """Every stored fact about one run, as plain rows (no samples: those stay in SQL)."""
+    """Every stored fact about one run, as plain rows (no samples: those stay in SQL; only
+    their counts, and how many were re-taken)."""
     q = {
         "targets": "SELECT * FROM targets WHERE run_id = ? ORDER BY scope, target",
         "summaries": "SELECT * FROM summaries WHERE run_id = ? ORDER BY scope, target, metric",
@@ -44,11 +45,14 @@ def run_bundle(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"run": run_row(con, run_id)}
     for key, sql in q.items():
         out[key] = _dicts(con.execute(sql, [run_id]))
-    out["sample_counts"] = {
-        kind: int(con.execute(f"SELECT count(*) FROM {kind}_samples WHERE run_id = ?",
-                              [run_id]).fetchone()[0])  # type: ignore[index]
-        for kind in ("engine", "bus", "pair")
-    }
+    out["sample_counts"] = {}
+    out["replaced_samples"] = {}
+    for kind in ("engine", "bus", "pair"):  # a fixed list: the table name is never user text
+        row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE replaced) "
+                          f"FROM {kind}_samples WHERE run_id = ?", [run_id]).fetchone()
+        assert row is not None
+        out["sample_counts"][kind] = int(row[0])
+        out["replaced_samples"][kind] = int(row[1])
     return out
 
 

@@ -30,8 +30,8 @@ from dualbus_pipeline.probes.model import (
 from dualbus_pipeline.store.bulk import insert_arrow
 from dualbus_pipeline.store.warehouse import Warehouse
 
-SAMPLE_COLUMNS = ("run_id", "target", "kind", "seq", "intended_ns", "sent_ns", "done_ns",
-                  "latency_ms", "service_ms", "ok", "status", "error")
+SAMPLE_COLUMNS = ("run_id", "target", "kind", "seq", "intended_ns", "start_ns", "sent_ns",
+                  "done_ns", "latency_ms", "service_ms", "ok", "status", "error", "replaced")
 
 
 def now_utc() -> datetime:
@@ -94,13 +94,14 @@ def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
 
 
 def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, *, settings: dict[str, Any],
-                 overall: dict[str, Any]) -> None:
+                 overall: dict[str, Any], probe_cpu_s: float | None = None) -> None:
     con.execute(
         "UPDATE runs SET status = 'completed', finished_at = ?, settings = ?, "
         "overall_grade = ?, overall_score = ?, overall_passed = ?, overall_result = ?, "
-        "breaches = ? WHERE run_id = ?",
+        "breaches = ?, probe_cpu_s = ? WHERE run_id = ?",
         [now_utc(), json.dumps(settings), overall.get("grade"), overall.get("score"),
-         overall.get("passed"), overall.get("result"), overall.get("breaches"), run_id])
+         overall.get("passed"), overall.get("result"), overall.get("breaches"), probe_cpu_s,
+         run_id])
 
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
@@ -109,11 +110,13 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 # Arrow's compute module could do it too, but importing it costs ~0.13 s of every run.
 _SAMPLE_ARROW_SCHEMA = pa.schema([
     ("run_id", _DICT), ("target", _DICT), ("kind", _DICT), ("seq", pa.int32()),
-    ("intended_ns", pa.int64()), ("sent_ns", pa.int64()), ("done_ns", pa.int64()),
-    ("ok", pa.int8()), ("status", pa.int32()), ("error", pa.string())])
-_SAMPLE_DERIVED = {"latency_ms": "(done_ns - intended_ns) / 1e6",
+    ("intended_ns", pa.int64()), ("start_ns", pa.int64()), ("sent_ns", pa.int64()),
+    ("done_ns", pa.int64()), ("ok", pa.int8()), ("status", pa.int32()), ("error", pa.string()),
+    ("replaced", pa.int8())])
+_SAMPLE_DERIVED = {"latency_ms": "(done_ns - start_ns) / 1e6",
                    "service_ms": "(done_ns - sent_ns) / 1e6",
-                   "ok": "ok <> 0"}
+                   "ok": "ok <> 0",
+                   "replaced": "replaced <> 0"}
 
 
 _ARROW_TYPE_OF = {"q": pa.int64(), "i": pa.int32(), "b": pa.int8()}
@@ -163,11 +166,13 @@ def _sample_table(run_id: str, batches: Iterable[SampleBatch]) -> pa.Table:
         repeated([b.kind for b in bs]),
         sequence(),
         _joined((b.intended_ns for b in bs), "q"),
+        _joined((b.start_ns for b in bs), "q"),
         _joined((b.sent_ns for b in bs), "q"),
         _joined((b.done_ns for b in bs), "q"),
         _joined((b.ok for b in bs), "b"),
         _joined((b.status for b in bs), "i"),
         errors(),
+        _joined((b.replaced for b in bs), "b"),
     ]
     return pa.Table.from_arrays(cols, schema=_SAMPLE_ARROW_SCHEMA)
 
@@ -181,7 +186,8 @@ def _summary_row(run_id: str, scope: str, target: str, metric: str,
             "intended_rate_per_s": s.intended_rate_per_s,
             "achieved_rate_per_s": s.achieved_rate_per_s,
             "lateness_p99_ms": s.lateness_p99_ms, "valid": s.valid,
-            "invalid_reason": s.invalid_reason}
+            "invalid_reason": s.invalid_reason, "replaced": s.replaced,
+            "inconclusive": s.inconclusive, "solo_p50": s.solo_p50, "note": s.note}
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -195,7 +201,9 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
                   "bus_info", "stream_stats"):
         con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # re-materialization
     tables = {
-        "engine_samples": _sample_table(run_id, (e.samples for e in engines)),
+        "engine_samples": _sample_table(
+            run_id, chain((e.samples for e in engines),
+                          (e.hot_samples for e in engines if e.hot_samples is not None))),
         "bus_samples": _sample_table(run_id, (s for b in buses for s in b.samples)),
         "pair_samples": _sample_table(run_id, (p.samples for p in pairs)),
     }
@@ -210,6 +218,8 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
                         "throughput": e.capacity_rps, "capacity_messages": None,
                         "detail": json.dumps({"url": e.url, "body_statuses": e.body_statuses})})
         summaries.append(_summary_row(run_id, "engine", e.name, "latency", e.summary))
+        if e.hot is not None:
+            summaries.append(_summary_row(run_id, "engine", e.name, "hot", e.hot))
     for b in buses:
         targets.append({"run_id": run_id, "scope": "bus", "target": b.name, "title": b.title,
                         "status": b.status, "status_reason": b.status_reason,
@@ -255,7 +265,8 @@ _SUMMARIES_SCHEMA = pa.schema([
     ("success_ratio", _F), ("mean", _F), ("p50", _F), ("p90", _F), ("p99", _F), ("p999", _F),
     ("max", _F), ("min", _F), ("service_p50", _F), ("service_p99", _F),
     ("intended_rate_per_s", _F), ("achieved_rate_per_s", _F), ("lateness_p99_ms", _F),
-    ("valid", pa.bool_()), ("invalid_reason", pa.string())])
+    ("valid", pa.bool_()), ("invalid_reason", pa.string()), ("replaced", pa.int32()),
+    ("inconclusive", pa.bool_()), ("solo_p50", _F), ("note", pa.string())])
 _STREAMS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("bus", pa.string()), ("engine", pa.string()),
     ("stream", pa.string()), ("grp", pa.string()), ("present", pa.bool_()),

@@ -28,7 +28,9 @@ def _agg(aggregate: str, col: str) -> str:
     """SQL for an aggregate over `col` (both from fixed sets, never user text)."""
     assert col in ("s.latency_ms", "v")
     if aggregate in PERCENTILES:
-        return f"quantile_cont({col}, {PERCENTILES[aggregate]!r})"
+        # quantile_disc is the nearest rank, the definition of probes/stats.py: the SLO value
+        # and the report's figure of the same samples are the same number
+        return f"quantile_disc({col}, {PERCENTILES[aggregate]!r})"
     return {"mean": f"avg({col})", "min": f"min({col})", "max": f"max({col})",
             "value": f"avg({col})", "rate": f"avg({col})"}[aggregate]
 
@@ -136,12 +138,14 @@ def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, li
         value = (_agg(aggregate, "s.latency_ms") + " FILTER (WHERE s.ok)"
                  if ind.kind == "samples"
                  else "count(*) FILTER (WHERE s.ok)::DOUBLE / count(*)")
+        # re-taken samples (the probe host delayed them) are in no figure
         sql = (f"SELECT s.target, {'s.run_id' if per_run else 'NULL'}, {value}, "
                "count(*) FILTER (WHERE s.ok), count(*) "
                f"FROM {ind.table} s JOIN summaries m ON m.run_id = s.run_id "
                "AND m.target = s.target AND m.scope = ? AND m.metric = ? AND "
                f"{'m.valid' if ind.kind == 'samples' else _RATIO_USABLE} "
-               "WHERE s.kind = ? AND list_contains(?, s.run_id) AND list_contains(?, s.target) "
+               "WHERE s.kind = ? AND NOT coalesce(s.replaced, false) "
+               "AND list_contains(?, s.run_id) AND list_contains(?, s.target) "
                f"GROUP BY s.target{', s.run_id' if per_run else ''}")
         return sql, [ind.scope, ind.metric, ind.sample_kind]
     if ind.kind in ("status", "availability") and ind.scope == "engine":
@@ -185,12 +189,14 @@ def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, li
 
 def summary_states(con: duckdb.DuckDBPyConnection, run_id: str, scope: str,
                    metric: str) -> dict[str, dict[str, Any]]:
-    """Per target: count, ok, valid, invalid_reason of one summary (why data may be missing)."""
-    rows = con.execute("SELECT target, count, ok, valid, invalid_reason FROM summaries "
+    """Per target: count, ok, valid, invalid_reason, inconclusive of one summary (why data may
+    be missing, and whether that makes the verdict inconclusive rather than "no data")."""
+    rows = con.execute("SELECT target, count, ok, valid, invalid_reason, "
+                       "coalesce(inconclusive, false) FROM summaries "
                        "WHERE run_id = ? AND scope = ? AND metric = ?",
                        [run_id, scope, metric]).fetchall()
-    return {r[0]: {"count": r[1], "ok": r[2], "valid": r[3], "invalid_reason": r[4]}
-            for r in rows}
+    return {r[0]: {"count": r[1], "ok": r[2], "valid": r[3], "invalid_reason": r[4],
+                   "inconclusive": bool(r[5])} for r in rows}
 
 
 def target_states(con: duckdb.DuckDBPyConnection, run_id: str,

@@ -31,9 +31,12 @@ TINY = {"probe": {"engine_requests": 20, "engine_rate_per_s": 200, "engine_timeo
                   "bus_ping_count": 20, "bus_delivery_count": 20,
                   "bus_delivery_rate_per_s": 400, "bus_capacity_messages": 1000,
                   "bus_timeout_s": 0.5, "pair_count": 10, "pair_rate_per_s": 200,
-                  "pair_timeout_s": 0.5, "min_samples": 5}}
+                  "pair_timeout_s": 0.5, "min_samples": 5, "engine_hot_requests": 5,
+                  "late_bound_ms": 50}}
 ENGINES, PAIRS = 2, 1
-SAMPLES = {"engine_samples": ENGINES * 20, "bus_samples": 20 + 20, "pair_samples": PAIRS * 10}
+# counted samples (re-takes are stored too, flagged `replaced`): paced + hot per engine
+SAMPLES = {"engine_samples": ENGINES * (20 + 5), "bus_samples": 20 + 20,
+           "pair_samples": PAIRS * 10}
 # per-run tables that only a completed run may have rows in
 RUN_TABLES = (*SAMPLES, "summaries", "targets", "bus_info", "stream_stats", "slo_results")
 
@@ -61,8 +64,8 @@ def check_consistent(wh: Path) -> Counter[str]:
             assert owners <= completed, f"{table}: rows of non-completed runs {owners - completed}"
         for run_id in completed:
             for table, n in SAMPLES.items():
-                got = con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?",
-                                  [run_id]).fetchone()
+                got = con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ? "
+                                  "AND NOT replaced", [run_id]).fetchone()
                 assert got is not None and got[0] == n, (table, run_id, got)
             for table in ("summaries", "targets", "slo_results"):
                 got = con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?",

@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL_PROBE = {"probe": {"engine_requests": 40, "engine_rate_per_s": 400,
                          "bus_ping_count": 60, "bus_delivery_count": 60,
                          "bus_delivery_rate_per_s": 600, "bus_capacity_messages": 3000,
-                         "pair_count": 15, "pair_rate_per_s": 150}}
+                         "pair_count": 15, "pair_rate_per_s": 150,
+                         "engine_max_send_rate_per_s": 800, "engine_hot_requests": 10,
+                         "late_bound_ms": 50}}
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +68,15 @@ def test_run_twice_stores_both_runs_with_every_sample(
     out = capsys.readouterr().out
     assert "✓ engine_measurements" in out and "report: " in out
     assert _count(wh, "SELECT count(*) FROM runs WHERE status = 'completed'") == 2
-    # every sample of every run: 4 engines × 40 requests, pairs 15, buses ping+delivery 60+60
-    assert _count(wh, "SELECT count(*) FROM engine_samples") == 2 * 4 * 40
-    assert _count(wh, "SELECT count(*) FROM pair_samples") == 2 * 15
-    assert _count(wh, "SELECT count(*) FROM bus_samples") == 2 * 2 * (60 + 60)
+    # every counted sample of every run (re-takes are stored too, flagged): 4 engines × 40
+    # paced requests and 10 back to back on the 3 that answer, pairs 15, buses 60 + 60
+    assert _count(wh, "SELECT count(*) FROM engine_samples WHERE kind = 'engine_http' "
+                      "AND NOT replaced") == 2 * 4 * 40
+    assert _count(wh, "SELECT count(*) FROM engine_samples WHERE kind = 'engine_hot'") == \
+        2 * 3 * 10
+    assert _count(wh, "SELECT count(*) FROM pair_samples WHERE NOT replaced") == 2 * 15
+    assert _count(wh, "SELECT count(*) FROM bus_samples WHERE NOT replaced") == \
+        2 * 2 * (60 + 60)
     assert _count(wh, "SELECT count(*) FROM targets WHERE target = 'gateway' "
                       "AND status = 'unreachable'") == 2
     assert _count(wh, "SELECT count(*) FROM slo_results") > 0
@@ -96,8 +103,9 @@ def test_every_startup_mode_stores_a_whole_run(foreign: StackManager, tmp_path: 
     wh = tmp_path / "wh.duckdb"
     assert main(["run", "--config", _config(foreign), "--warehouse", str(wh), "--quiet"]) == 0
     assert _count(wh, "SELECT count(*) FROM runs WHERE status = 'completed'") == 1
-    assert _count(wh, "SELECT count(*) FROM engine_samples") == 4 * 40
-    assert _count(wh, "SELECT count(*) FROM pair_samples") == 15
+    assert _count(wh, "SELECT count(*) FROM engine_samples WHERE kind = 'engine_http' "
+                      "AND NOT replaced") == 4 * 40
+    assert _count(wh, "SELECT count(*) FROM pair_samples WHERE NOT replaced") == 15
     assert _count(wh, "SELECT count(*) FROM runs WHERE finished_at > started_at") == 1
 
 

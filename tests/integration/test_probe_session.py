@@ -23,7 +23,8 @@ from tests.probe_targets import HealthServer, closed_port, health_server
 
 QUICK = ProbeSettings(engine_requests=20, engine_rate_per_s=400, engine_timeout_s=0.5,
                       bus_ping_count=20, bus_delivery_count=20, bus_capacity_messages=1000,
-                      bus_timeout_s=0.5, pair_count=5, pair_timeout_s=0.3)
+                      bus_timeout_s=0.5, pair_count=5, pair_timeout_s=0.3,
+                      engine_hot_requests=5, late_bound_ms=50)
 
 
 def topology(bus_url: str, engine_url: str, settings: ProbeSettings = QUICK) -> Topology:

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -16,11 +17,14 @@ from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.bus import probe_bus
 from dualbus_pipeline.probes.model import BusResult
 from dualbus_pipeline.stack.redis_server import RedisProcess
+from tests.conftest import REPO
 from tests.probe_targets import closed_port
 
+# A generous late bound: these tests are about what buses do and must hold while the other
+# core is busy (re-takes have their own tests: tests/unit/test_paced.py).
 SETTINGS = ProbeSettings(bus_ping_count=100, bus_delivery_count=200,
                          bus_delivery_rate_per_s=1000, bus_capacity_messages=20_000,
-                         bus_timeout_s=0.5)
+                         bus_timeout_s=0.5, late_bound_ms=50, retake_fraction=0.5)
 WRITES = {"XADD", "XGROUP", "EXPIRE", "DEL", "XACK", "SET", "HSET", "LPUSH", "RPUSH",
           "XTRIM", "UNLINK", "PUBLISH", "SADD", "ZADD", "INCR", "XCLAIM", "XAUTOCLAIM"}
 
@@ -54,10 +58,7 @@ def test_healthy_bus_measures_and_cleans_up(redis_server: RedisProcess) -> None:
     assert res.status == "operational", res.status_reason
     assert res.ping.count == 100 and res.ping.ok == 100 and res.ping.p50 is not None
     assert res.ping.p50 < 5
-    assert res.delivery.count == 200 and res.delivery.ok == 200
-    # valid unless this (shared, 2-core) host preempted the probe: then the flag says so
-    assert res.delivery.valid or "lateness" in (res.delivery.invalid_reason or "")
-    assert res.delivery.achieved_rate_per_s is not None and res.delivery.achieved_rate_per_s > 800
+    assert res.delivery.count == 200 and res.delivery.ok == 200 and res.delivery.valid
     assert res.throughput_msgs_per_s is not None and res.throughput_msgs_per_s > 10_000
     assert res.info["connected_clients"] >= 1 and "instantaneous_ops_per_sec" in res.info
     risk, ghost = res.streams
@@ -151,7 +152,7 @@ def test_dead_bus_is_unreachable_not_an_exception() -> None:
     assert res.delivery.count == 200 and res.delivery.ok == 0
     assert res.throughput_msgs_per_s is None
     assert not res.streams[0].exists
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 10  # fails fast, not one timeout per sample (150 s)
 
 
 def test_bus_killed_mid_probe_yields_failed_samples(redis_server: RedisProcess) -> None:
@@ -171,3 +172,48 @@ def test_bus_killed_mid_probe_yields_failed_samples(redis_server: RedisProcess) 
     assert res.status == "degraded"
     assert any(e and ("refused" in e or "reset" in e or "closed" in e) for e in
                res.samples[1].error)
+
+
+def test_a_stalled_bus_is_charged_and_breaches_the_delivery_slo(
+        redis_server: RedisProcess, tmp_path: Path) -> None:
+    """CLIENT PAUSE freezes the bus for 80 ms in the middle of the delivery schedule. The
+    messages due meanwhile wait in a blocked XADD: that wait is the bus's, so they are slow
+    samples (not probe lateness, not an invalid summary), and the shipped delivery SLO
+    (p99 < 10 ms) is breached rather than "no data"."""
+    settings = SETTINGS.model_copy(update={"bus_delivery_count": 500, "bus_ping_count": 20,
+                                           "bus_capacity_messages": 0})
+    r = redis.Redis.from_url(redis_server.url)
+    key = "dualbus:probe:stall:b1:delivery"
+
+    def pause_mid_schedule() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if r.exists(key) and r.xlen(key) >= 100:
+                r.execute_command("CLIENT", "PAUSE", 80, "ALL")
+                return
+            time.sleep(0.002)
+
+    pauser = threading.Thread(target=pause_mid_schedule, daemon=True)
+    pauser.start()
+    res = run(bus(redis_server.url), [], settings, run_id="stall")
+    pauser.join()
+    d = res.delivery
+    assert d.valid and not d.inconclusive and d.ok == 500, d
+    assert d.p99 is not None and d.p99 > 10, d  # ~80 ms at the stall, 1 ms apart
+    slow = [lat for lat, ok in zip(res.samples[1].latency_ms(), res.samples[1].ok,
+                                   strict=True) if ok and lat > 10]
+    assert len(slow) >= 10
+
+    from dualbus_pipeline.slospec.evaluate import evaluate_run
+    from dualbus_pipeline.slospec.loader import load_slo_dir
+    from dualbus_pipeline.store.runs import begin_run, store_measurements
+    from dualbus_pipeline.store.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.migrate()
+    begin_run(wh, "stall", "p")
+    slos = [s for s in load_slo_dir(REPO / "slo") if s.name == "bus_delivery_p99"]
+    with wh.transaction() as con:
+        store_measurements(con, "stall", [res], [], [])
+        (verdict,) = evaluate_run(con, "stall", slos, baseline_runs=5).results
+    assert verdict.outcome == "breach" and verdict.value is not None and verdict.value > 10

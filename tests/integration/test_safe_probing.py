@@ -33,7 +33,8 @@ from tests.stack_fixtures import make_topology
 PROBE = {"probe": {"engine_requests": 60, "engine_rate_per_s": 300,
                    "bus_ping_count": 50, "bus_delivery_count": 120,
                    "bus_delivery_rate_per_s": 400, "bus_capacity_messages": 3000,
-                   "pair_count": 30, "pair_rate_per_s": 150, "pair_timeout_s": 0.5}}
+                   "pair_count": 30, "pair_rate_per_s": 150, "pair_timeout_s": 0.5,
+                   "engine_hot_requests": 10, "late_bound_ms": 50}}
 WRITES = {"XADD", "XGROUP", "EXPIRE", "PEXPIRE", "EXPIREAT", "DEL", "UNLINK", "XACK", "XDEL",
           "XTRIM", "XCLAIM", "XAUTOCLAIM", "XSETID", "SET", "SETEX", "HSET", "LPUSH", "RPUSH",
           "SADD", "ZADD", "INCR", "PUBLISH", "RENAME", "COPY", "FLUSHDB", "FLUSHALL",

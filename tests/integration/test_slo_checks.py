@@ -15,6 +15,7 @@ from dagster import (
 
 from dualbus_pipeline.defs.checks import make_slo_checks
 from dualbus_pipeline.errors import SpecError
+from dualbus_pipeline.probes.model import EngineResult
 from dualbus_pipeline.slospec.evaluate import evaluate_run
 from dualbus_pipeline.slospec.loader import load_slo_dir
 from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
@@ -64,7 +65,7 @@ class StandInWarehouse(ConfigurableResource):  # type: ignore[misc]
         return Warehouse(self.path, lock_timeout_s=5)
 
 
-def graph(slo_dir: Path) -> list[object]:
+def graph(slo_dir: Path, engines: list[EngineResult] | None = None) -> list[object]:
     slos = load_slo_dir(slo_dir)
 
     @asset
@@ -80,11 +81,11 @@ def graph(slo_dir: Path) -> list[object]:
     def slo_results(context: AssetExecutionContext, warehouse: StandInWarehouse) -> None:
         wh = warehouse.warehouse()
         begin_run(wh, context.run.run_id, "Test")
-        engines = [engine("risk", [0.25] * 100), engine("ml", [12.0] * 100),
-                   engine("vpin", [0.3] * 100, status="unhealthy")]
+        measured = engines or [engine("risk", [0.25] * 100), engine("ml", [12.0] * 100),
+                               engine("vpin", [0.3] * 100, status="unhealthy")]
         with wh.transaction() as con:
-            store_measurements(con, context.run.run_id, [bus("md", throughput=3350.0)], engines,
-                               [pair("risk", "ml", [1.5] * 100)])
+            store_measurements(con, context.run.run_id, [bus("md", throughput=3350.0)],
+                               measured, [pair("risk", "ml", [1.5] * 100)])
             ev = evaluate_run(con, context.run.run_id, slos, baseline_runs=3)
             complete_run(con, context.run.run_id, settings={}, overall=ev.overall)
 
@@ -150,3 +151,62 @@ def test_bad_yaml_fails_at_definition_load_with_the_same_messages(tmp_path: Path
     assert exc.value.problems == [
         f"{tmp_path}/slo/s.yaml:7: slos[0].objective.op: must be one of <, <=, >, >= "
         "(got '<>')"]
+
+
+UNJUDGED_YAML = """\
+version: dualbus/v1
+slos:
+  - name: engine_latency_p99
+    scope: engine
+    indicator: engine.latency_ms
+    aggregate: p99
+    objective: {op: "<", value: 10}
+  - name: engine_latency_p99_quiet
+    scope: engine
+    targets: [risk, ml]
+    indicator: engine.latency_ms
+    aggregate: p99
+    objective: {op: "<", value: 10}
+  - name: engine_latency_regression
+    scope: engine
+    indicator: engine.latency_ms
+    aggregate: p99
+    objective: {op: "<=", value: "+50%", relative_to: baseline}
+    severity: warning
+"""
+WHY = "inconclusive: the probe host delayed 4 more send(s) by over 1 ms"
+
+
+def test_inconclusive_and_pending_targets_never_fail_a_check(tmp_path: Path) -> None:
+    (tmp_path / "slo").mkdir()
+    (tmp_path / "slo" / "s.yaml").write_text(UNJUDGED_YAML)
+    engines = [engine("risk", [0.25] * 100),
+               engine("ml", [0.3] * 100, reason=WHY, inconclusive=True),
+               engine("vpin", [12.0] * 100)]
+    res = materialize(graph(tmp_path / "slo", engines),
+                      resources={"warehouse": StandInWarehouse(path=str(tmp_path / "w.duckdb"))},
+                      raise_on_error=False)
+    evals = {e.check_name: e for e in res.get_asset_check_evaluations()}
+
+    def md(name: str) -> dict[str, object]:
+        return {k: v.value for k, v in evals[name].metadata.items()}
+
+    # a breach still fails the check; the inconclusive target is named apart
+    lat = evals["engine_latency_p99"]
+    assert not lat.passed
+    assert md("engine_latency_p99")["failed_targets"] == "vpin"
+    assert md("engine_latency_p99")["inconclusive_targets"] == "ml"
+    assert md("engine_latency_p99")["outcomes"] == {"ml": "inconclusive", "risk": "pass",
+                                                    "vpin": "breach"}
+    # inconclusive alone: the check passes and says what it could not judge
+    quiet = evals["engine_latency_p99_quiet"]
+    assert quiet.passed and quiet.description == (
+        f"all 1 judged targets meet < 10; 1 inconclusive (not judged): ml — {WHY}")
+    assert md("engine_latency_p99_quiet")["failed_targets"] == "none"
+    # no baseline yet: every target pending, the check passes, nothing was judged
+    regression = evals["engine_latency_regression"]
+    assert regression.passed
+    assert md("engine_latency_regression")["pending_targets"] == "ml, risk, vpin"
+    assert regression.description.startswith(
+        "no target was judged against <= +50% of baseline; 3 pending baseline (not judged): "
+        "ml, risk, vpin — pending baseline: 0 of 3 runs")

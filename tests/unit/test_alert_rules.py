@@ -17,7 +17,7 @@ from dualbus_pipeline.alerts.notify import (
     safe_sink_url,
     scrub,
 )
-from dualbus_pipeline.alerts.state import Policy, Verdict, advance
+from dualbus_pipeline.alerts.state import Policy, Verdict, advance, advance_inconclusive
 from dualbus_pipeline.config import AlertSink
 
 NOW = datetime(2025, 3, 30, 1, 30, 17, tzinfo=UTC)  # the night Europe/Paris jumps to DST
@@ -50,7 +50,10 @@ T = datetime(2025, 1, 1, tzinfo=UTC)
 BAD = Verdict("s", "t", "error", passed=False, value=11.0, objective_text="< 10", grade="F")
 GOOD = Verdict("s", "t", "error", passed=True, value=1.0, objective_text="< 10", grade="A")
 UNKNOWN = Verdict("s", "t", "error", passed=False, value=1.0, objective_text="<= +10%",
-                  grade=None, reason="insufficient baseline: 1 of 5 runs")
+                  grade=None, reason="pending baseline: 1 of 5 runs",
+                  outcome="pending_baseline")
+BLIND = Verdict("s", "t", "error", passed=False, value=None, objective_text="< 10", grade=None,
+                reason="inconclusive: the probe host stayed overloaded", outcome="inconclusive")
 
 
 def test_state_machine_transitions() -> None:
@@ -68,6 +71,63 @@ def test_state_machine_transitions() -> None:
     assert (resolved.transition, resolved.notify) == ("resolved", "resolved")
     assert advance(resolved.alert, GOOD, run_id="r6", now=T, policy=p).alert is None
     assert advance(None, GOOD, run_id="r1", now=T, policy=p).alert is None
+
+
+def test_inconclusive_state_machine() -> None:
+    p = Policy(for_runs=1, remind_every_s=3600, inconclusive_runs=2)
+    assert advance(None, BLIND, run_id="r1", now=T, policy=p).alert is None  # not a breach
+    one = advance_inconclusive(None, BLIND, run_id="r1", now=T, policy=p)
+    assert (one.transition, one.notify) == ("pending", None)
+    assert one.alert is not None and (one.alert.slo, one.alert.state, one.alert.severity,
+                                      one.alert.consecutive_breaches) == (
+        "s:inconclusive", "pending", "warning", 1)
+    two = advance_inconclusive(one.alert, BLIND, run_id="r2", now=T, policy=p)
+    assert (two.transition, two.notify) == ("fired", "inconclusive")
+    assert two.alert is not None and two.alert.fired_at == T
+    three = advance_inconclusive(two.alert, BLIND, run_id="r3", now=T + timedelta(days=1),
+                                 policy=p)
+    assert (three.transition, three.notify) == (None, None)  # no reminders for blindness
+    assert three.alert is not None and three.alert.consecutive_breaches == 3
+    assert advance_inconclusive(three.alert, UNKNOWN, run_id="r4", now=T,
+                                policy=p).alert is None    # pending baseline: unchanged
+    back = advance_inconclusive(three.alert, BAD, run_id="r5", now=T, policy=p)
+    assert (back.transition, back.notify) == ("resolved", "inconclusive_resolved")
+    assert back.alert is not None and back.alert.consecutive_breaches == 0
+    assert advance_inconclusive(back.alert, GOOD, run_id="r6", now=T, policy=p).alert is None
+    assert advance_inconclusive(None, GOOD, run_id="r1", now=T, policy=p).alert is None
+    # pending, never fired: a conclusive verdict clears it without a notification
+    quiet = advance_inconclusive(one.alert, GOOD, run_id="r2", now=T, policy=p)
+    assert (quiet.transition, quiet.notify) == ("cleared", None)
+
+
+@pytest.mark.parametrize(("verdict", "kind"), [
+    (Verdict("s", "t", "error", passed=True, value=1.0, objective_text="", grade="A"), "pass"),
+    (Verdict("s", "t", "error", passed=False, value=None, objective_text="", grade=None,
+             reason="no data: unreachable"), "no_data"),
+    (Verdict("s", "t", "error", passed=False, value=2.0, objective_text="", grade=None,
+             reason="insufficient baseline: 1 of 5 runs"), "pending_baseline"),
+    (Verdict("s", "t", "error", passed=False, value=2.0, objective_text="", grade="F"),
+     "breach"),
+    (Verdict("s", "t", "error", passed=False, value=2.0, objective_text="", grade=None,
+             outcome="insufficient_baseline"), "pending_baseline"),
+])
+def test_verdicts_of_rows_stored_before_outcomes(verdict: Verdict, kind: str) -> None:
+    assert verdict.kind == kind
+
+
+def test_inconclusive_notification_contract() -> None:
+    facts = AlertFacts("engine_latency_p99", "risk", "error", None, "< 10", None,
+                       reason="inconclusive: host overloaded", in_a_row=3)
+    n = alert_notification("inconclusive", facts, run_id="abc", report_path=None,
+                           platform="P")
+    assert n.title == "INCONCLUSIVE warning: engine_latency_p99 on risk"
+    assert (n.notify_type, n.severity, n.kind) == ("warning", "warning", "inconclusive")
+    assert "in 3 runs in a row" in n.body and "SLO: engine_latency_p99 (error)" in n.body
+    assert "Reason: inconclusive: host overloaded" in n.body
+    back = alert_notification("inconclusive_resolved", facts, run_id="abc", report_path=None,
+                              platform="P")
+    assert back.title == "RESOLVED (conclusive again) warning: engine_latency_p99 on risk"
+    assert back.notify_type == "success" and "Reason:" not in back.body
 
 
 def test_notification_contract() -> None:

@@ -199,31 +199,31 @@ def test_validate_states_the_engine_phase_and_when_it_is_long(
     from dualbus_pipeline.config import ProbeSettings
     from dualbus_pipeline.probes.engine import engine_phase_s
 
-    # in flight = budget ÷ rate (capped); an engine lasts requests ÷ rate = 0.5 s here. With
-    # more engines than slots, slot k starts k × requests ÷ slots periods late (the ramp).
-    assert engine_phase_s(ProbeSettings(), 10) == 0.5  # one round: no ramp
-    # 10 slots starting 0, 0.05, ..., 0.45 s; slots 0-2 take engines 10-12 and end at 1.1 s
-    assert engine_phase_s(ProbeSettings(), 13) == pytest.approx(1.1)
-    # 100 rounds, the last slot 0.45 s behind the first
-    assert engine_phase_s(ProbeSettings(), 1000) == pytest.approx(50.45)
-    fast = ProbeSettings(engine_max_send_rate_per_s=5000)
-    assert engine_phase_s(fast, 1000) == pytest.approx(20.48)  # 25 slots, 40 rounds
+    # in flight = budget ÷ rate (default 100/s ÷ 20/s = 5); an engine lasts requests + 1
+    # periods (101 × 50 ms); with engines in flight together each first gets 10 requests
+    # alone (0.5 s) for the concurrency guard
+    assert engine_phase_s(ProbeSettings(), 1) == pytest.approx(5.05)  # alone anyway: no window
+    assert engine_phase_s(ProbeSettings(), 10) == pytest.approx(5.0 + 2 * 5.05)
+    assert engine_phase_s(ProbeSettings(), 13) == pytest.approx(6.5 + 3 * 5.05)
+    assert engine_phase_s(ProbeSettings(engine_solo_requests=0), 13) == pytest.approx(
+        3 * 5.05)
+    assert engine_phase_s(ProbeSettings(), 1000) == pytest.approx(500 + 200 * 5.05)
+    fast = ProbeSettings(engine_max_send_rate_per_s=1000)  # 50 in flight
+    assert engine_phase_s(fast, 1000) == pytest.approx(500 + 20 * 5.05)
     capped = ProbeSettings(engine_max_send_rate_per_s=100_000, engine_concurrency=8)
-    # 8 slots start at 0, 12, 25, 37, 50, 62, 75, 87 periods; engines 17-20 go to slots 0-3
-    # in their third round, the last (slot 3) ends at 37 + 300 periods
-    assert engine_phase_s(capped, 20) == pytest.approx(337 / 200)
+    assert engine_phase_s(capped, 20) == pytest.approx(10 + 3 * 5.05)
     assert engine_phase_s(ProbeSettings(), 0) == 0.0
 
     good = write(tmp_path, GOOD)
     assert main(["validate", "--config", str(good), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
-    assert "engine phase ≈ 0.5 s: 2 engines × 100 requests at 200/s, 2 in flight" in out
-    assert "higher send budget" not in out
+    assert "s: 2 engines × 100 requests at 20/s, 2 in flight" in out
+    assert "after 10 requests alone per engine" in out and "higher send budget" not in out
     many = with_engines(700)
     big = write(tmp_path, many, "big.yaml")
     assert main(["validate", "--config", str(big), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
-    assert "engine phase ≈ 35.5 s: 700 engines" in out and "higher send budget" in out
+    assert "engine phase ≈ 1057.0 s: 700 engines" in out and "higher send budget" in out
     assert "fewer probe.engine_requests" in out
 
 
@@ -238,4 +238,5 @@ def test_run_banner_notes_a_long_engine_phase_only(tmp_path: Path) -> None:
     long = load_config(write(tmp_path, many, "big.yaml")).topology
     lines = banner(long, tmp_path / "w.duckdb")
     assert len(lines) == 2 and "700 engines" in lines[0]
-    assert lines[1].startswith("  note: engine phase ≈ 35.5 s") and "higher send budget" in lines[1]
+    assert lines[1].startswith("  note: engine phase ≈ 1057.0 s") and \
+        "higher send budget" in lines[1]

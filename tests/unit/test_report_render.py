@@ -68,13 +68,17 @@ def test_engine_numbers_equal_the_warehouse(
                             "AND scope = 'bus'").fetchone()[0]  # type: ignore[index]
         lag = con.execute("SELECT lag FROM stream_stats WHERE run_id = 'run-3' AND "
                           "bus = 'engine_logic'").fetchone()[0]  # type: ignore[index]
-    row = (f"| Risk | {fmt_ms(p50)} | {fmt_ms(p90)} | {fmt_ms(p99)} | {fmt_ms(p999)} | "
-           f"{fmt_ms(mx)} | 100 | 100 % |")
+        hot_p50, hot_p99 = con.execute(
+            "SELECT p50, p99 FROM summaries WHERE run_id = 'run-3' AND target = 'risk' "
+            "AND metric = 'hot'").fetchone()  # type: ignore[misc]
+    row = (f"| Risk | {fmt_ms(hot_p50)} | {fmt_ms(hot_p99)} | {fmt_ms(p50)} | {fmt_ms(p90)} | "
+           f"{fmt_ms(p99)} | {fmt_ms(p999)} | {fmt_ms(mx)} | 100 | 100 % |")
     tiers = section(out["md"], "## Engines by latency tier")
     assert row in tiers
     assert tiers.index("### Ultra low") < tiers.index("| Risk |") < tiers.index(
         "### High performance")
     assert "0.243 ms" in row and "0.486 ms" in row  # fixture: p50 0.2431, p99 = 2 × p50
+    assert row.startswith("| Risk | 0.191 ms | 0.382 ms |")  # hot p50 0.1912, p99 = 2 × p50
     assert fmt_rate(total) == "6,680 msgs/s"
     assert "Combined bus throughput: 6,680 msgs/s" in out["md"]
     assert f"| 42 | {lag} | {lag // 2} | 2 |" in section(out["md"], "## Per-bus analysis")
@@ -136,7 +140,8 @@ def test_user_names_are_escaped(rendered: tuple[dict[str, Any], dict[str, str]])
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out["html"]
     assert XSS not in out["md"]
     assert "# Nautilus \\<script\\>alert(1)\\</script\\>" in out["md"]
-    assert "| \\<script\\>alert(1)\\</script\\> | 0.350 ms |" in out["md"]
+    assert "| \\<script\\>alert(1)\\</script\\> | 0.230 ms | 0.460 ms | 0.350 ms |" \
+        in out["md"]
 
 
 def test_markdown_escapes_pipes_and_html() -> None:
@@ -176,8 +181,8 @@ def test_pipe_in_title_does_not_break_a_table(
             e["title"] = "Risk | Team A"
     md = render_reports(changed)["md"]
     row = next(ln for ln in md.splitlines() if ln.startswith("| Risk"))
-    assert row.startswith("| Risk \\| Team A | 0.243 ms |")
-    assert row.count(" | ") == 8  # 9 cells; the escaped pipe is not a separator
+    assert row.startswith("| Risk \\| Team A | 0.191 ms | 0.382 ms | 0.243 ms |")
+    assert row.count(" | ") == 11  # 12 cells; the escaped pipe is not a separator
 
 
 def test_invalid_data_is_shown_as_such(rendered: tuple[dict[str, Any], dict[str, str]]) -> None:
@@ -188,7 +193,7 @@ def test_invalid_data_is_shown_as_such(rendered: tuple[dict[str, Any], dict[str,
     assert reason in factor
     assert "0.270" not in factor          # its (invalid) p50 is never printed as a figure
     assert "Factor" not in section(out["md"], "## Engines by latency tier")
-    assert "Not assessed (no valid data) (1/8)" in out["md"]
+    assert "Not assessed (no valid data or inconclusive) (1/8)" in out["md"]
     assert reason in out["html"]
 
 
@@ -200,11 +205,13 @@ def test_recommendations_follow_the_rules(
     assert "**Restart engine WebSocket**" in immediate
     assert "**Investigate engine VPIN**" in immediate
     # lag 10, 20, 30 over the three runs: rising
-    assert "Scale or fix the consumers of stream engine_logic-risk-stream" in immediate
-    assert "lag rose over runs: 10, 20, 30" in immediate
-    assert "**Optimize engine Strategy** — p50 1.142 ms vs optimization target \\< 0.5 ms" \
-        in recs
-    assert "Re-run the probe for engine Factor" in recs
+    assert ("**Scale or fix the consumers of 1 stream(s) whose lag is rising** — stream "
+            "engine_logic-risk-stream (group risk-group) on Engine Logic Bus: lag rose over "
+            "runs: 10, 20, 30") in immediate
+    assert ("**Optimize 1 engine above the 0.5 ms optimization target on paced latency** — "
+            "p50 on paced latency: Strategy (1.142 ms) vs \\< 0.5 ms") in recs
+    assert ("**Re-run the probe for 1 target(s) without valid data or adjust the probe "
+            "settings** — engine Factor (probe fell behind schedule") in recs
     assert "with baseline run run-2" in recs       # the relative SLO that regressed
     ready = section(out["md"], "## Production readiness")
     assert "### Production ready (4/8)" in ready
@@ -239,9 +246,13 @@ def test_default_tiers_when_no_tier_slo(rendered: tuple[dict[str, Any], dict[str
     changed = {**results, "slos": [s for s in results["slos"] if "tier" not in s["name"]]}
     md = render_reports(changed)["md"]
     tiers = section(md, "## Engines by latency tier")
-    assert "the defaults apply" in tiers
-    assert "### Ultra-low latency (p50 \\< 0.3 ms)" in tiers
+    assert "grouped by their hot-path p50: the seed's tiers" in tiers
+    assert "### Ultra-low latency (hot-path p50 \\< 0.3 ms)" in tiers
     assert tiers.index("| Risk |") < tiers.index("### High performance")
+    # the optimization SLO (named *optimi*) bounds Standard; Strategy (hot 1.05 ms) is above
+    assert "### Standard (hot-path p50 \\< 0.5 ms)" in tiers
+    above = section(tiers + "\n## end", "### Above the optimization target")
+    assert "| Strategy | 1.051 ms |" in above and "| Risk |" not in above
 
 
 def test_write_report_files_atomically(tmp_path: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,10 @@ def slo(name: str = "s", **kw: Any) -> Slo:
     return Slo.model_validate(base)
 
 
-def quantile(xs: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (what quantile_cont computes)."""
+def nearest_rank(xs: list[float], q: float) -> float:
+    """The q-quantile by nearest rank, written out: the ceil(q·n)-th smallest value."""
     s = sorted(xs)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+    return s[max(1, math.ceil(round(q * len(s), 9))) - 1]
 
 
 @pytest.fixture
@@ -49,8 +47,9 @@ LAT = [i * 0.01 for i in range(1, 1001)]  # 0.01 .. 10.00 ms, 1,000 successful s
 
 @pytest.mark.parametrize(("aggregate", "expected"), [
     ("mean", sum(LAT) / len(LAT)), ("min", 0.01), ("max", 10.0),
-    ("p50", quantile(LAT, 0.5)), ("p90", quantile(LAT, 0.9)), ("p95", quantile(LAT, 0.95)),
-    ("p99", quantile(LAT, 0.99)), ("p999", quantile(LAT, 0.999)),
+    ("p50", nearest_rank(LAT, 0.5)), ("p90", nearest_rank(LAT, 0.9)),
+    ("p95", nearest_rank(LAT, 0.95)), ("p99", nearest_rank(LAT, 0.99)),
+    ("p999", nearest_rank(LAT, 0.999)),
 ])
 def test_every_latency_aggregate_over_raw_successful_samples(wh: Warehouse, aggregate: str,
                                                              expected: float) -> None:
@@ -63,8 +62,9 @@ def test_every_latency_aggregate_over_raw_successful_samples(wh: Warehouse, aggr
 
 
 def test_hand_computed_percentiles() -> None:
-    assert quantile(LAT, 0.5) == pytest.approx(5.005)
-    assert quantile(LAT, 0.99) == pytest.approx(9.9001)
+    # nearest rank: the 500th and 990th of 0.01 .. 10.00 (no interpolation: 5.005, 9.9001)
+    assert nearest_rank(LAT, 0.5) == pytest.approx(5.0)
+    assert nearest_rank(LAT, 0.99) == pytest.approx(9.9)
 
 
 def test_success_ratio_status_throughput_lag_and_system(wh: Warehouse) -> None:
@@ -146,8 +146,9 @@ def test_key_slo_failing_fails_the_whole_evaluation(wh: Warehouse) -> None:
     ev = add_run(wh, "r1", engines=engines, slos=slos)
     avail = by(ev.results, "avail", "system")
     assert avail.value == pytest.approx(11 / 13) and not avail.passed
-    # the seed called 84.6 % against > 90 % an "A-"; it is at best C
-    assert avail.grade == "C" and avail.attainment == pytest.approx((11 / 13) / 0.9)
+    # the seed called 84.6 % against > 90 % an "A-": 15.4 % down against 10 % allowed
+    # is 0.65 of the error budget's worth (graded on the bad fraction), F
+    assert avail.grade == "F" and avail.attainment == pytest.approx(0.1 / (2 / 13))
     assert ev.overall["result"] == "fail" and ev.overall["key_failed"] == ["avail"]
     assert ev.overall["passed"] is False
     # the score stays high (one latency no-data out of 13, weight 10) ...
@@ -196,10 +197,12 @@ def test_overall_score_keptn_style() -> None:
     rows = [grading.Scored("a", "pass", True, "error", 2.0, False),
             grading.Scored("a", "breach", False, "error", 2.0, False),
             grading.Scored("b", "breach", False, "warning", 1.0, False),
-            grading.Scored("c", "insufficient_baseline", False, "error", 5.0, False)]
+            grading.Scored("c", "pending_baseline", None, "error", 5.0, False),
+            grading.Scored("d", "inconclusive", None, "error", 5.0, True)]
     out = grading.overall(rows)
-    # a: (1 + 0)/2 × 2 = 1.0; b: 0.5 × 1; c not scored → 100 × 1.5 / 3 = 50
+    # a: (1 + 0)/2 × 2 = 1.0; b: 0.5 × 1; c, d not scored → 100 × 1.5 / 3 = 50
     assert out["score"] == 50.0 and out["result"] == "fail" and out["breaches"] == 2
+    assert (out["inconclusive"], out["pending"], out["key_failed"]) == (1, 1, [])
     assert out["grade"] == "F"
     ok = grading.overall([grading.Scored("a", "pass", True, "error", 1.0, False)] * 9
                          + [grading.Scored("b", "breach", False, "warning", 1.0, False)])
@@ -207,7 +210,8 @@ def test_overall_score_keptn_style() -> None:
     assert ok["grade"] == "C"  # 75 → C by score, and a breach caps at C anyway
     assert grading.overall([grading.Scored("a", "pass", True, "error", 1.0, False)]) == {
         "grade": "A+", "score": 100.0, "passed": True, "result": "pass", "breaches": 0,
-        "error_breaches": 0, "key_failed": [], "slos_evaluated": 1}
+        "error_breaches": 0, "key_failed": [], "slos_evaluated": 1, "inconclusive": 0,
+        "pending": 0}
 
 
 def test_window_of_runs_pools_samples_and_budgets(wh: Warehouse) -> None:
@@ -284,17 +288,24 @@ def test_relative_objective_excluded_runs_and_pins(wh: Warehouse) -> None:
     assert ev.results[0].baseline == pytest.approx(10.0) and ev.results[0].passed
 
 
-def test_insufficient_baseline_is_reported_not_graded_not_gated(wh: Warehouse) -> None:
+def test_pending_baseline_is_reported_not_graded_not_gated(wh: Warehouse) -> None:
     _p50_runs(wh, [1.0, 2.0])
     ev = add_run(wh, "cur", started_at=NOW, baseline_runs=3,
                  engines=[engine("risk", [30.0] * 100)],
                  slos=[slo(aggregate="p50", objective=REL, severity="error")])
     r = ev.results[0]
-    assert r.outcome == "insufficient_baseline" and r.reason == \
-        "insufficient baseline: 2 of 3 runs"
-    assert r.grade is None and r.passed is False and r.value == pytest.approx(30.0)
-    assert not gate_failed(ev.results)
+    assert r.outcome == "pending_baseline" and r.reason == "pending baseline: 2 of 3 runs"
+    assert r.grade is None and r.passed is None and r.value == pytest.approx(30.0)
+    assert not r.judged and not r.breached
+    assert not gate_failed(ev.results) and not gate_failed(ev.results, "warning")
     assert ev.overall["breaches"] == 0 and ev.overall["slos_evaluated"] == 0
+    assert ev.overall["pending"] == 1
+    # nothing else was judged: no verdict, never an A+ from an empty score
+    assert (ev.overall["result"], ev.overall["grade"], ev.overall["score"]) == (
+        "no_verdict", None, None)
+    with wh.connect() as con:
+        stored = slo_queries.read_results(con, "cur")[0]
+    assert stored["passed"] is None and stored["outcome"] == "pending_baseline"
 
 
 def test_unknown_run_and_pin_errors(wh: Warehouse) -> None:

@@ -85,38 +85,42 @@ class CaptureSink:
 
 def topology(sinks: list[AlertSink] | list[str], *, remind_every: str = "4h", for_runs: int = 1,
              schedule: str = "*/15 * * * *", deadman: bool = True,
-             outbox_expiry: str = "24h") -> Topology:
+             outbox_expiry: str = "24h", inconclusive_runs: int = 3) -> Topology:
     return Topology(
         platform="Testplat", buses=[Bus(name="bus", url="redis://127.0.0.1:1/0")],
         schedule=schedule,
         alerts=[s if isinstance(s, AlertSink) else AlertSink(url=s) for s in sinks],
         alerting=Alerting(remind_every=remind_every, for_runs=for_runs, deadman=deadman,
-                          outbox_expiry=outbox_expiry))
+                          outbox_expiry=outbox_expiry, inconclusive_runs=inconclusive_runs))
 
 
 @dataclass(frozen=True)
 class Result:
+    """One slo_results row. `outcome` None writes what rows stored before outcomes existed
+    looked like (NULL: the verdict is read from passed, grade and reason)."""
+
     slo: str
     target: str
-    passed: bool
+    passed: bool | None
     value: float | None = 12.5
     severity: str = "error"
     grade: str | None = None
     reason: str | None = None
     objective_text: str = "< 10"
+    outcome: str | None = None
 
     def row(self, run_id: str) -> list[Any]:
         grade = self.grade if self.grade is not None or self.reason else (
             "A" if self.passed else "F")
         return [run_id, self.slo, "engine", self.target, "engine.latency_ms", "p99", self.value,
                 "<", 10.0, self.objective_text, None, self.passed, None, grade, self.severity,
-                1.0, False, self.reason, None, None]
+                1.0, False, self.reason, None, None, self.outcome]
 
 
 _SLO_COLS = ("run_id", "slo", "scope", "target", "indicator", "aggregate", "value",
              "objective_op", "objective", "objective_text", "baseline", "passed", "attainment",
              "grade", "severity", "weight", "is_key", "reason", "error_budget_remaining",
-             "burn_rate")
+             "burn_rate", "outcome")
 
 
 def record_run(wh: Warehouse, run_id: str, results: list[Result], *,

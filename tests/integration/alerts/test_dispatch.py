@@ -95,9 +95,11 @@ def test_warning_severity_uses_warning_type(wh: Warehouse, sink: CaptureSink) ->
     assert "Value: no data" in post["message"]
 
 
-def test_insufficient_baseline_is_neither_breach_nor_pass(wh: Warehouse,
-                                                          sink: CaptureSink) -> None:
+def test_pending_baseline_is_neither_breach_nor_pass(wh: Warehouse,
+                                                      sink: CaptureSink) -> None:
     topo = topology([sink.url()])
+    # written as rows were before outcomes were stored (outcome NULL, the old reason): the
+    # new outcome column (test_inconclusive.py) and these old rows read the same
     unknown = Result("engine_latency_p99", "risk", passed=False, value=3.0, grade=None,
                      reason="insufficient baseline: 2 of 5 runs")
     record_run(wh, "run-1", [unknown])
