@@ -54,6 +54,8 @@ class ProbeSettings(_Model):
     pair_count: int = Field(50, ge=1, le=100_000)
     pair_rate_per_s: float = Field(50.0, gt=0)
     pair_timeout_s: float = Field(1.0, gt=0, le=60)
+    # pairs measured at once (in waves of pairs sharing no engine); their window alone
+    pair_concurrency: int = Field(1, ge=1, le=64)
     pair_solo_count: int = Field(10, ge=0, le=10_000)
     # measuring without disturbing (§4.4): sends the probe host delayed past late_bound_ms
     # are re-taken, at most retake_fraction of a schedule; a target whose p50 with others in

@@ -8,10 +8,12 @@ each other.
   default 100/s ÷ 20/s = 5 in flight), all on ONE probe thread and event loop, each in-flight
   engine on its own phase of a common send grid, with windows alone and the concurrency guard
   (engine.py). The budget bounds the load the probe puts on the platform.
-* Pairs: in waves of up to ``PAIR_CONCURRENCY`` pairs that share no engine (round trips
-  cross two engines and one bus; two pairs sharing an engine would queue behind each other
-  in that engine's consumer), the pairs of a wave on distinct phases of the send period, with
-  windows alone and the same guard (`probe_pairs`).
+* Pairs: one at a time by default (``pair_concurrency`` 1): a round trip wakes three
+  processes in turn, and three pairs at once on a 2-core host with one core taken by someone
+  else read p90 3.2–9.7 ms where one at a time reads ~1.6 ms (docs/decisions.md). Raised, pairs
+  go in waves of up to that many that share no engine (two pairs sharing an engine would queue
+  behind each other in that engine's consumer), the pairs of a wave on distinct phases of the
+  send period, with windows alone and the same guard as engines (`probe_pairs`).
 * Engines run after buses and before pairs, never alongside the capacity burst.
 
 A dead target costs about its timeout (see each probe); no probe raises for a failed
@@ -66,11 +68,7 @@ async def probe_engines(topology: Topology) -> list[EngineResult]:
         return out
 
 
-PAIR_CONCURRENCY = 4
-
-
-def pair_waves(order: list[int], pairs: list[Pair],
-               limit: int = PAIR_CONCURRENCY) -> list[list[int]]:
+def pair_waves(order: list[int], pairs: list[Pair], limit: int) -> list[list[int]]:
     """Group pairs (indices into ``pairs``) into waves that run together: no engine in two
     pairs of one wave (its consumer would queue one pair's messages behind the other's), at
     most ``limit`` per wave. Greedy in declaration order; every pair lands in one wave."""
@@ -93,7 +91,7 @@ async def probe_pairs(topology: Topology, run_id: str) -> list[PairResult]:
     round trips and the concurrency guard applies as for engines (engine.py)."""
     settings = topology.probe
     pairs = list(topology.pairs)
-    waves = pair_waves(list(range(len(pairs))), pairs)
+    waves = pair_waves(list(range(len(pairs))), pairs, settings.pair_concurrency)
     interval = int(1e9 / settings.pair_rate_per_s)
 
     async def one(pair: Pair, **kw: Any) -> PairResult:

@@ -213,7 +213,8 @@ def test_pairs_measured_together_send_on_distinct_phases(
                          "stream": f"{n}-stream", "group": f"{n}-group"}
                         for i, n in enumerate(names)],
             "pairs": [{"from": "alpha", "to": "beta"}, {"from": "gamma", "to": "delta"}],
-            "probe": SETTINGS.model_copy(update={"pair_solo_count": 5}).model_dump()})
+            "probe": SETTINGS.model_copy(update={"pair_solo_count": 5,
+                                                 "pair_concurrency": 2}).model_dump()})
         pairs = asyncio.run(probe_pairs(topo, "runw"))
     finally:
         for r in started:
