@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.burst import run_burst
+from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.model import BusResult, BusStatus, SampleBatch, StreamStat
-from dualbus_pipeline.probes.paced import Listener, paced_sends
+from dualbus_pipeline.probes.paced import Listener, paced_sends, retaken
 from dualbus_pipeline.probes.resp import (
     PING,
     RespConnection,
@@ -33,6 +34,7 @@ from dualbus_pipeline.probes.resp import (
     pack,
     pairs_to_dict,
 )
+from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.stats import summarize
 from dualbus_pipeline.probes.timing import in_thread, now_ns
 
@@ -107,6 +109,7 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
     info: dict[str, float] = {}
     streams: list[StreamStat] = []
     capacity: float | None = None
+    delayed = 0
     notes: list[str] = []
     first_error: str | None = None
     delivery_key = probe_key(run_id, bus.name, "delivery")
@@ -126,7 +129,7 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
             # Nothing answers: do not spend the delivery schedule and burst timing out.
             _fail_all(delivery, settings.bus_delivery_count, link.last_error or "unreachable")
         else:
-            err = delivery_samples(bus.url, delivery_key, settings, delivery)
+            err, delayed = delivery_samples(bus.url, delivery_key, settings, delivery)
             if err:
                 notes.append(f"delivery: {err}")
             if settings.bus_capacity_messages > 0:
@@ -142,7 +145,7 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
         or _first_error(delivery)
     ping_summary = summarize(ping, None, settings.min_samples)
     delivery_summary = summarize(delivery, settings.bus_delivery_rate_per_s,
-                                 settings.min_samples, settings.late_bound_ms)
+                                 settings.min_samples, settings.late_bound_ms, delayed)
     status, reason = classify_bus(ping_summary.success_ratio, delivery_summary.success_ratio,
                                   len(ping), len(delivery), notes, first_error)
     return BusResult(
@@ -220,6 +223,7 @@ def stream_stat(conn: RespConnection, engine: Engine) -> StreamStat:
 
 def ping_samples(link: Link, count: int, batch: SampleBatch) -> None:
     """Sequential PING round trips (closed loop by design: one round trip is the sample)."""
+    pressure = cpu_pressure()
     for _ in range(count):
         if link.given_up:
             _fail_all(batch, count, link.last_error or "unreachable")
@@ -227,20 +231,23 @@ def ping_samples(link: Link, count: int, batch: SampleBatch) -> None:
         t0 = now_ns()
         try:
             conn = link.get()
-            t0 = now_ns()
+            psi0, t0 = pressure.stall_us(), now_ns()
             conn.send(PING)
             conn.read()
         except Exception as exc:  # a failed sample
             batch.add(t0, t0, now_ns(), False, 0, connect_error_text(exc))
             continue
-        batch.add(t0, t0, now_ns(), True)
+        t1, psi1 = now_ns(), pressure.stall_us()
+        batch.add(t0, t0, t1, True,
+                  stall_us=psi1 - psi0 if UNKNOWN not in (psi0, psi1) else UNKNOWN)
 
 
 def delivery_samples(url: str, key: str, settings: ProbeSettings,
-                     batch: SampleBatch) -> str | None:
+                     batch: SampleBatch) -> tuple[str | None, int]:
     """Paced XADD on one connection → XREADGROUP on another (paced.py says what each sample
-    is charged from). A message not delivered within ``bus_timeout_s`` of its start is a
-    failed sample. Returns a setup/consumer error worth reporting, or None.
+    is charged from), with re-takes (retake.py). A message delivered more than
+    ``bus_timeout_s`` after its start is a failed sample. Returns a setup/consumer error worth
+    reporting (or None) and how many host-delayed samples stayed counted.
     """
     n = settings.bus_delivery_count
     timeout = settings.bus_timeout_s
@@ -254,21 +261,23 @@ def delivery_samples(url: str, key: str, settings: ProbeSettings,
         err = link.last_error or connect_error_text(exc)
         link.close()
         _fail_all(batch, n, err)
-        return f"setup failed: {err}"
-    delivered: dict[int, int] = {}
+        return f"setup failed: {err}", 0
+    delivered: dict[int, tuple[int, int]] = {}  # seq -> (delivered at, host CPU pressure)
+    pressure = cpu_pressure()
     read = pack("XREADGROUP", "GROUP", GROUP, "dualbus-probe-consumer", "COUNT", 100,
                 "BLOCK", 20, "STREAMS", key, ">")
 
     def consume(conn: RespConnection) -> None:
         reply = conn.call_packed(read)
-        t = now_ns()
+        t, psi = now_ns(), pressure.stall_us()
         if reply:
             entries = reply[0][1]
             for _entry_id, fields in entries:  # fields: [b"i", seq]
-                delivered[int(fields[1])] = t
+                delivered[int(fields[1])] = (t, psi)
             conn.call("XACK", key, GROUP, *[e[0] for e in entries])
 
     listener = Listener(url, timeout, "dualbus-bus-consumer", consume).start()
+    watch = HostWatch.for_bound(settings.late_bound_ms)
 
     def send(k: int, _due: int) -> str | None:
         try:
@@ -278,28 +287,35 @@ def delivery_samples(url: str, key: str, settings: ProbeSettings,
             return connect_error_text(exc)
         return None
 
-    try:
+    def measure(count: int, first_k: int) -> SampleBatch:
         sends = paced_sends(
-            n, int(1e9 / settings.bus_delivery_rate_per_s),
+            count, int(1e9 / settings.bus_delivery_rate_per_s),
             now_ns() + 5_000_000,  # let the consumer block in XREADGROUP first
-            late_bound_ms=settings.late_bound_ms, retake_fraction=settings.retake_fraction,
-            send=send, stopped=lambda: (link.last_error if link.given_up else None)
-            or listener.error)
-        listener.wait(sends.last_start() + timeout_ns, lambda: len(delivered) >= len(sends))
+            watch=watch, send=send, first_k=first_k,
+            stopped=lambda: (link.last_error if link.given_up else None) or listener.error)
+        listener.wait(sends.last_start() + timeout_ns, lambda: all(
+            first_k + j in delivered for j in range(count)))
+        gave_up = now_ns()
+        out = SampleBatch(target=batch.target, kind=batch.kind)
+        for j in range(count):
+            start, (done, psi) = sends.start[j], delivered.get(first_k + j, (None, UNKNOWN))
+            why = sends.error[j]
+            if why is None and done is not None and done - start > timeout_ns:
+                why = f"late: delivered after {(done - start) / 1e6:.0f} ms (timeout " \
+                      f"{timeout:g} s)"
+            elif why is None and done is None:
+                why = f"not delivered: {listener.error}" if listener.error else "timeout"
+            out.add(sends.intended[j], sends.sent[j], done if done is not None else gave_up,
+                    why is None, 0, why, start_ns=start, stall_us=sends.stall(j, psi))
+        return out
+
+    try:
+        got, still = retaken(n, settings.retake_fraction, watch, measure)
     finally:
         listener.stop()
         link.close()
-    gave_up = now_ns()
-    for k in range(len(sends)):
-        start, done = sends.start[k], delivered.get(k)
-        why = sends.error[k]
-        if why is None and done is not None and done - start > timeout_ns:
-            why = f"late: delivered after {(done - start) / 1e6:.0f} ms (timeout {timeout:g} s)"
-        elif why is None and done is None:
-            why = f"not delivered: {listener.error}" if listener.error else "timeout"
-        batch.add(sends.intended[k], sends.sent[k], done if done is not None else gave_up,
-                  why is None, 0, why, start_ns=start, replaced=sends.replaced[k])
-    return f"consumer: {listener.error}" if listener.error else None
+    batch.extend(got)
+    return (f"consumer: {listener.error}" if listener.error else None), still
 
 
 def retry_reconnect(action: Callable[[], T], timeout_s: float) -> T:

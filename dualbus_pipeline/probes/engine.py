@@ -43,6 +43,7 @@ from dualbus_pipeline.probes.engine_prober import (
     EngineProber,
 )
 from dualbus_pipeline.probes.model import EngineResult, EngineStatus, SampleBatch, Summary
+from dualbus_pipeline.probes.retake import HostWatch, budget, delayed_counted, replace_delayed
 from dualbus_pipeline.probes.stats import slowed, summarize
 from dualbus_pipeline.probes.timing import in_thread, now_ns, run_on_precise_loop
 
@@ -127,15 +128,21 @@ def connection_cap(settings: ProbeSettings, slots: int) -> int:
 
 @dataclass
 class _Paced:
-    """An engine's paced series as measured: the prober (connections, bodies) and samples."""
+    """An engine's paced series as measured: the prober of its main pass (connections,
+    connect errors), the samples of every pass and each sample's body status."""
 
     prober: EngineProber
     batch: SampleBatch
+    bodies: list[str | None]
 
+    def extend(self, more: _Paced) -> None:
+        self.batch.extend(more.batch)
+        self.bodies.extend(more.bodies)
 
-async def _alone(engine: Engine, settings: ProbeSettings, count: int) -> _Paced:
-    prober = EngineProber(engine, settings)
-    return _Paced(prober, await prober.paced(count))
+    def body_statuses(self) -> Counter[str]:
+        """Body statuses of the counted samples: {"healthy": 97, ...}."""
+        return Counter(b for b, r in zip(self.bodies, self.batch.replaced, strict=True)
+                       if b is not None and not r)
 
 
 async def _alone_p50(engine: Engine, settings: ProbeSettings) -> float | None:
@@ -148,8 +155,10 @@ async def _alone_p50(engine: Engine, settings: ProbeSettings) -> float | None:
     return _summary(await prober.collect(), settings).p50
 
 
-async def _together(engines: list[Engine], settings: ProbeSettings) -> dict[str, _Paced]:
-    """Every engine's paced series, ``engine_slots`` in flight on a staggered grid."""
+async def _slots(engines: list[Engine], settings: ProbeSettings, watch: HostWatch,
+                 counts: dict[str, int]) -> dict[str, _Paced]:
+    """Each engine's paced series of ``counts[name]`` requests, ``engine_slots`` engines in
+    flight on a staggered grid (module docstring)."""
     slots = engine_slots(settings, len(engines))
     max_conns = connection_cap(settings, 2 * slots)  # a slot's next engine overlaps its last
     period = int(1e9 / settings.engine_rate_per_s)
@@ -160,22 +169,40 @@ async def _together(engines: list[Engine], settings: ProbeSettings) -> dict[str,
     async def slot(k: int) -> None:
         grid = origin + k * period // slots
         while queue:
-            prober = EngineProber(queue.popleft(), settings, max_conns)
+            prober = EngineProber(queue.popleft(), settings, max_conns, watch)
             await prober.prepare()
             earliest = now_ns() + START_DELAY_NS
             if grid < earliest:
                 grid += -(-(earliest - grid) // period) * period  # the slot's next grid point
-            last = await prober.send_paced(settings.engine_requests, grid)
+            last = await prober.send_paced(counts[prober.engine.name], grid)
             grid = last + period
             collecting.append((prober, asyncio.create_task(prober.collect())))
 
     await asyncio.gather(*(slot(k) for k in range(slots)))
-    return {p.engine.name: _Paced(p, await task) for p, task in collecting}
+    return {p.engine.name: _Paced(p, await task, p.bodies) for p, task in collecting}
 
 
-def _summary(batch: SampleBatch, settings: ProbeSettings) -> Summary:
+async def _measured(engines: list[Engine], settings: ProbeSettings,
+                    watch: HostWatch) -> tuple[dict[str, _Paced], dict[str, int]]:
+    """The paced series of ``engines`` together, then one pass that re-takes the samples the
+    probe host delayed (retake.py); returns the series and, per engine, how many delayed
+    samples stayed counted (the budget ran out: inconclusive)."""
+    n = settings.engine_requests
+    paced = await _slots(engines, settings, watch, {e.name: n for e in engines})
+    allowed = budget(n, settings.retake_fraction)
+    first = {e.name: replace_delayed(paced[e.name].batch, watch, 0, allowed) for e in engines}
+    again = [e for e in engines if first[e.name]]
+    if again:
+        more = await _slots(again, settings, watch, {e.name: first[e.name] for e in again})
+        for e in again:
+            replace_delayed(more[e.name].batch, watch, 0, allowed - first[e.name])
+            paced[e.name].extend(more[e.name])
+    return paced, {e.name: delayed_counted(paced[e.name].batch, watch) for e in engines}
+
+
+def _summary(batch: SampleBatch, settings: ProbeSettings, still: int = 0) -> Summary:
     return summarize(batch, settings.engine_rate_per_s, settings.min_samples,
-                     settings.late_bound_ms)
+                     settings.late_bound_ms, still)
 
 
 async def _probe_all(engines: list[Engine], settings: ProbeSettings) -> list[EngineResult]:
@@ -183,8 +210,10 @@ async def _probe_all(engines: list[Engine], settings: ProbeSettings) -> list[Eng
     if guarded(settings, len(engines)):
         for e in engines:
             solo[e.name] = await _alone_p50(e, settings)
-    paced = await _together(engines, settings)
-    summaries = {e.name: _summary(paced[e.name].batch, settings) for e in engines}
+    watch = HostWatch.for_bound(settings.late_bound_ms)
+    paced, still = await _measured(engines, settings, watch)
+    summaries = {e.name: _summary(paced[e.name].batch, settings, still[e.name])
+                 for e in engines}
     in_flight = engine_slots(settings, len(engines))
     budget_end = now_ns() + int(settings.remeasure_budget_s * 1e9)
     needs = int((settings.engine_requests + 1) / settings.engine_rate_per_s * 1e9)
@@ -197,8 +226,9 @@ async def _probe_all(engines: list[Engine], settings: ProbeSettings) -> list[Eng
             why = (f"p50 {s.p50:.3f} ms with {in_flight} engines in flight was "
                    f"{s.p50 / alone_p50:.1f}× its p50 alone ({alone_p50:.3f} ms)")
             if now_ns() + needs <= budget_end:
-                paced[e.name] = await _alone(e, settings, settings.engine_requests)
-                s = dataclasses.replace(_summary(paced[e.name].batch, settings),
+                again, left = await _measured([e], settings, watch)
+                paced[e.name] = again[e.name]
+                s = dataclasses.replace(_summary(again[e.name].batch, settings, left[e.name]),
                                         solo_p50=alone_p50, note=f"re-measured alone: {why}")
             else:
                 s = dataclasses.replace(
@@ -220,11 +250,12 @@ async def _finish(engine: Engine, paced: _Paced, summary: Summary,
         hot = summarize(hot_batch, None, settings.min_samples)
     if prober.connected_any and settings.engine_capacity.enabled:
         capacity = await EngineProber(engine, settings).capacity()
+    bodies = paced.body_statuses()
     status, reason = classify_engine(summary, batch, prober.connected_any, prober.connect_error,
-                                     prober.bodies)
+                                     bodies)
     return EngineResult(name=engine.name, title=engine.display, url=engine.health_url,
                         status=status, status_reason=reason, summary=summary, samples=batch,
-                        capacity_rps=capacity, body_statuses=dict(prober.bodies), hot=hot,
+                        capacity_rps=capacity, body_statuses=dict(bodies), hot=hot,
                         hot_samples=hot_batch)
 
 

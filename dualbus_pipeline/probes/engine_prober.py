@@ -31,14 +31,15 @@ import contextlib
 import json
 import ssl
 from array import array
-from collections import Counter, deque
+from collections import deque
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
+from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.http import HttpConnection, HttpParseError, Response, build_get
 from dualbus_pipeline.probes.model import SampleBatch, SampleKind
 from dualbus_pipeline.probes.resp import connect_error_text
-from dualbus_pipeline.probes.retake import Retakes
+from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns
 
 UNHEALTHY_BODY = frozenset({"unhealthy", "down", "error", "failed", "fail", "critical",
@@ -71,7 +72,8 @@ class _Series:
         self.status: list[int] = []
         self.error: list[str | None] = []
         self.body: list[str | None] = []  # the body's "status" field, when it had one
-        self.replaced: list[bool] = []
+        self.psi0: list[int] = []   # host CPU pressure when the sample started
+        self.stall: list[int] = []  # ... and its growth until the sample ended (µs)
         self.finished: list[bool] = []
         self.timers: list[asyncio.TimerHandle | None] = []
         self.conn_of: list[HttpConnection | None] = []
@@ -83,10 +85,12 @@ class _Series:
             ints.append(intended)
         for zeros in (self.sent, self.done, self.status):
             zeros.append(0)
-        for flags in (self.ok, self.replaced, self.finished):
+        for flags in (self.ok, self.finished):
             flags.append(False)
         self.error.append(None)
         self.body.append(None)
+        self.psi0.append(UNKNOWN)
+        self.stall.append(UNKNOWN)
         self.timers.append(None)
         self.conn_of.append(None)
         self.left += 1
@@ -98,12 +102,12 @@ class _Series:
                            start_ns=array("q", self.start), sent_ns=array("q", self.sent),
                            done_ns=array("q", self.done), ok=array("b", self.ok),
                            status=array("i", self.status), error=self.error,
-                           replaced=array("b", self.replaced))
+                           stall_us=array("q", self.stall))
 
 
 class EngineProber:
     def __init__(self, engine: Engine, settings: ProbeSettings,
-                 max_connections: int | None = None) -> None:
+                 max_connections: int | None = None, watch: HostWatch | None = None) -> None:
         self.engine = engine
         self.settings = settings
         self.max_connections = max_connections or settings.engine_max_connections
@@ -119,6 +123,9 @@ class EngineProber:
         self.waiting: deque[int] = deque()
         self.connected_any = False
         self.connect_error: str | None = None
+        self.psi = cpu_pressure()
+        # the probe loop's late wake-ups, shared by every engine on it (retake.py)
+        self.watch = watch or HostWatch.for_bound(settings.late_bound_ms)
 
     def _factory(self) -> HttpConnection:
         return HttpConnection(now_ns)
@@ -134,6 +141,7 @@ class EngineProber:
     def dispatch(self, i: int, woke: int) -> None:
         s = self.s
         s.start[i] = woke
+        s.psi0[i] = self.psi.stall_us()
         s.timers[i] = self.loop.call_later(self.timeout_ns / 1e9, self.on_timeout, i)
         while self.idle:
             conn = self.idle.pop()
@@ -191,10 +199,9 @@ class EngineProber:
             self.pump()
 
     @property
-    def bodies(self) -> Counter[str]:
-        """The body statuses of the counted (not re-taken) samples: {"healthy": 97, ...}."""
-        return Counter(b for b, r in zip(self.s.body, self.s.replaced, strict=True)
-                       if b is not None and not r)
+    def bodies(self) -> list[str | None]:
+        """Each sample's body status (the JSON body's ``status``), None without one."""
+        return self.s.body
 
     def judge(self, i: int, done: int, status: int, body: bytes) -> None:
         body_status = self.s.body[i] = _body_status(body)
@@ -236,6 +243,9 @@ class EngineProber:
         if not s.sent[i]:
             s.sent[i] = done  # never sent (no connection): the attempt ended here
         s.ok[i], s.status[i], s.error[i] = ok, status, error
+        psi = self.psi.stall_us()
+        if psi != UNKNOWN and s.psi0[i] != UNKNOWN:
+            s.stall[i] = psi - s.psi0[i]
         timer = s.timers[i]
         if timer is not None:
             timer.cancel()
@@ -260,21 +270,17 @@ class EngineProber:
             self.idle.append(conn)
 
     async def send_paced(self, count: int, start: int | None = None) -> int:
-        """Send ``count`` counted requests on the paced schedule from ``start`` (default: just
-        after now), re-taking those the host delayed; return the last send's due time."""
-        s = self.settings
-        retakes = Retakes.for_schedule(count, s.late_bound_ms, s.retake_fraction)
+        """Send ``count`` requests on the paced schedule from ``start`` (default: just after
+        now); return the last send's due time. Late wake-ups go to the watch: re-takes are
+        decided once the answers are in (engine.py, retake.py)."""
         first = start if start is not None else now_ns() + START_DELAY_NS
-        due, k, total = first, 0, count
-        while k < total:
+        due = first
+        for k in range(count):
             due = first + k * self.interval_ns
             i = self.s.new(due)
             woke = await async_sleep_until_ns(due)
-            if retakes.replace(woke - due):
-                self.s.replaced[i] = True
-                total += 1
+            self.watch.woke(due, woke)
             self.dispatch(i, woke)
-            k += 1
         return due
 
     async def collect(self, kind: SampleKind = "engine_http") -> SampleBatch:

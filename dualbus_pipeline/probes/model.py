@@ -66,6 +66,9 @@ class SampleBatch:
     error: list[str | None] = field(default_factory=list)
     start_ns: array[int] = field(default_factory=_ints)
     replaced: array[int] = field(default_factory=lambda: array("b"))
+    # µs the probe host's runnable tasks waited for a CPU while the sample was in flight
+    # (probes/host.py); -1 where not measured
+    stall_us: array[int] = field(default_factory=_ints)
 
     def __post_init__(self) -> None:
         for name, code in _COLUMN_CODES.items():
@@ -79,10 +82,12 @@ class SampleBatch:
             self.start_ns = array("q", self.intended_ns)
         if len(self.replaced) != n:
             self.replaced = array("b", bytes(n))
+        if len(self.stall_us) != n:
+            self.stall_us = array("q", [-1]) * n
 
     def add(self, intended_ns: int, sent_ns: int, done_ns: int, ok: bool, status: int = 0,
             error: str | None = None, *, start_ns: int | None = None,
-            replaced: bool = False) -> None:
+            replaced: bool = False, stall_us: int = -1) -> None:
         self.intended_ns.append(intended_ns)
         self.start_ns.append(intended_ns if start_ns is None else start_ns)
         self.sent_ns.append(sent_ns)
@@ -91,9 +96,16 @@ class SampleBatch:
         self.status.append(status)
         self.error.append(error)
         self.replaced.append(replaced)
+        self.stall_us.append(stall_us)
 
     def __len__(self) -> int:
         return len(self.ok)
+
+    def extend(self, more: SampleBatch) -> None:
+        """Append another batch's samples (a second pass of the same series)."""
+        for name in _COLUMN_CODES:
+            getattr(self, name).extend(getattr(more, name))
+        self.error.extend(more.error)
 
     def latency_ms(self) -> list[float]:
         """Per sample: done − start (what the target made us wait), in ms."""
@@ -108,7 +120,7 @@ class SampleBatch:
 
 
 _COLUMN_CODES = {"intended_ns": "q", "sent_ns": "q", "done_ns": "q", "ok": "b", "status": "i",
-                 "start_ns": "q", "replaced": "b"}
+                 "start_ns": "q", "replaced": "b", "stall_us": "q"}
 
 
 @dataclass(frozen=True)

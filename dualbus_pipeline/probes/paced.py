@@ -5,7 +5,8 @@ parts the bus delivery probe (bus.py) and the pair probe (pair.py) share.
 is charged from (model.py): the thread sleeps until the send is due; when it is already past
 due, the time since then splits into time spent inside earlier sends (the bus held the thread:
 charged, the sample starts that much earlier) and everything else (the probe's own lateness:
-not charged). Lateness beyond ``late_bound_ms`` is re-taken (retake.py).
+not charged). Samples the host delayed are re-taken once the answers are in (retake.py,
+`retaken`).
 
 `Listener` runs a read loop on a connection of its own in a daemon thread until told to stop,
 and stops the senders when it fails.
@@ -18,8 +19,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
+from dualbus_pipeline.probes.model import SampleBatch
 from dualbus_pipeline.probes.resp import RespConnection, connect_error_text
-from dualbus_pipeline.probes.retake import Retakes
+from dualbus_pipeline.probes.retake import (
+    HostWatch,
+    budget,
+    delayed_counted,
+    replace_delayed,
+)
 from dualbus_pipeline.probes.timing import now_ns, sleep_until_ns
 
 LISTEN_POLL_S = 0.005
@@ -33,7 +41,7 @@ class Sends:
     start: list[int] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     error: list[str | None] = field(default_factory=list)
-    replaced: list[bool] = field(default_factory=list)
+    psi: list[int] = field(default_factory=list)  # host CPU pressure at each start (host.py)
 
     def __len__(self) -> int:
         return len(self.intended)
@@ -41,25 +49,38 @@ class Sends:
     def last_start(self) -> int:
         return max(self.start, default=now_ns())
 
+    def extend(self, more: Sends) -> None:
+        for mine, theirs in ((self.intended, more.intended), (self.start, more.start),
+                             (self.sent, more.sent), (self.psi, more.psi)):
+            mine.extend(theirs)
+        self.error.extend(more.error)
 
-def paced_sends(count: int, interval_ns: int, first_due: int, *, late_bound_ms: float,
-                retake_fraction: float, send: Callable[[int, int], str | None],
-                stopped: Callable[[], str | None]) -> Sends:
-    """Send ``count`` counted samples (plus re-takes) on the schedule ``first_due +
-    k × interval_ns``. ``send(k, due)`` performs send k and returns an error text or None;
+    def stall(self, k: int, psi_done: int) -> int:
+        """µs the host's tasks waited for a CPU between send k's start and ``psi_done``."""
+        if psi_done == UNKNOWN or self.psi[k] == UNKNOWN:
+            return UNKNOWN
+        return psi_done - self.psi[k]
+
+
+def paced_sends(count: int, interval_ns: int, first_due: int, *, watch: HostWatch,
+                send: Callable[[int, int], str | None], stopped: Callable[[], str | None],
+                first_k: int = 0) -> Sends:
+    """Send ``count`` samples on the schedule ``first_due + j × interval_ns``, numbered from
+    ``first_k``. ``send(k, due)`` performs send k and returns an error text or None;
     ``stopped()`` returns why sending is pointless (the bus was given up, the listener
-    failed), and the remaining sends are then recorded as "not attempted: ..."."""
-    retakes = Retakes.for_schedule(count, late_bound_ms, retake_fraction)
+    failed), and the remaining sends are then recorded as "not attempted: ...". Late wake-ups
+    go to ``watch`` (re-takes are decided once the answers are in: retake.py)."""
+    pressure = cpu_pressure()
     out = Sends()
     inside: deque[tuple[int, int]] = deque()  # (sent, returned) of recent sends
-    k, total = 0, count
-    while k < total:
-        due = first_due + k * interval_ns
+    for j in range(count):
+        due = first_due + j * interval_ns
         why = stopped()
-        late = False
         if why is not None:
             start = max(due, now_ns())
             err: str | None = f"not attempted: {why}"
+            out.psi.append(UNKNOWN)
+            out.sent.append(start)
         else:
             now = now_ns()
             if now <= due:
@@ -69,19 +90,14 @@ def paced_sends(count: int, interval_ns: int, first_due: int, *, late_bound_ms: 
                     inside.popleft()  # ended before this send was due: not its wait
                 held = sum(min(r, now) - max(s, due) for s, r in inside)
                 start = now - held
-            late = retakes.replace(start - due)
+            watch.woke(due, start)
+            out.psi.append(pressure.stall_us())
             out.sent.append(now_ns())
-            err = send(k, due)
+            err = send(first_k + j, due)
             inside.append((out.sent[-1], now_ns()))
-        if why is not None:
-            out.sent.append(start)
         out.intended.append(due)
         out.start.append(start)
         out.error.append(err)
-        out.replaced.append(late)
-        if late:
-            total += 1
-        k += 1
     return out
 
 
@@ -119,11 +135,26 @@ class Listener:
             conn.close()
 
     def wait(self, until_ns: int, done: Callable[[], bool]) -> None:
-        """Wait until ``done()``, the deadline, or the thread's end; then stop it."""
+        """Wait until ``done()``, the deadline, or the thread's end (it keeps listening)."""
         while not done() and now_ns() < until_ns and self._thread.is_alive():
             self._thread.join(LISTEN_POLL_S)
-        self.stop()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(self._timeout_s + 1)
+        if self._thread.is_alive():
+            self._thread.join(self._timeout_s + 1)
+
+
+def retaken(count: int, settings_fraction: float, watch: HostWatch,
+            measure: Callable[[int, int], SampleBatch]) -> tuple[SampleBatch, int]:
+    """A paced series with its re-takes: ``measure(n, first_k)`` takes n samples numbered from
+    ``first_k`` and returns them; host-delayed ones (retake.py) are flagged and taken again
+    once, within the budget. Returns the batch and how many delayed samples stayed counted."""
+    allowed = budget(count, settings_fraction)
+    batch = measure(count, 0)
+    first = replace_delayed(batch, watch, 0, allowed)
+    if first:
+        more = measure(first, len(batch))
+        replace_delayed(more, watch, 0, allowed - first)
+        batch.extend(more)
+    return batch, delayed_counted(batch, watch)

@@ -31,11 +31,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dualbus_pipeline.config import Pair, ProbeSettings, Topology
+from dualbus_pipeline.config import Engine, Pair, ProbeSettings, Topology
 from dualbus_pipeline.probes.bus import PROBE_PREFIX, Link, only_probe_keys
+from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.model import PairResult, PairStatus, SampleBatch
-from dualbus_pipeline.probes.paced import Listener, Sends, paced_sends
+from dualbus_pipeline.probes.paced import Listener, Sends, paced_sends, retaken
 from dualbus_pipeline.probes.resp import RespConnection, RespError, connect_error_text, pack
+from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.stats import summarize
 from dualbus_pipeline.probes.timing import in_thread, now_ns
 
@@ -68,6 +70,7 @@ async def probe_pair(pair: Pair, topology: Topology, settings: ProbeSettings, ru
 class Reply:
     at_ns: int
     replied_by: str
+    psi: int = UNKNOWN  # host CPU pressure when it was read (host.py)
 
 
 @dataclass
@@ -97,6 +100,23 @@ def judge_reply(reply: Reply | None, duplicates: int, start_ns: int, timeout_ns:
     return None
 
 
+@dataclass
+class _PairRun:
+    """One pair's round trips in progress: what the sender and the reply reader share."""
+
+    a: Engine
+    b: Engine
+    url: str
+    key: str
+    settings: ProbeSettings
+    link: Link
+    got: _Replies = field(default_factory=_Replies)
+    cids: dict[int, str] = field(default_factory=dict)  # sample number -> correlation id
+
+    def outstanding(self) -> bool:
+        return any(c not in self.got.first for c in self.cids.values())
+
+
 def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings, run_id: str,
                         *, count: int | None = None, phase_ns: int = 0,
                         series: str = "") -> PairResult:
@@ -106,79 +126,29 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
     a, b = topology.engine(pair.from_), topology.engine(pair.to)
     bus = topology.bus(a.bus)
     n = count or settings.pair_count
-    timeout = settings.pair_timeout_s
-    timeout_ns = int(timeout * 1e9)
-    key = reply_key(run_id, pair, series)
+    run = _PairRun(a, b, bus.url, reply_key(run_id, pair, series), settings,
+                   Link(bus.url, settings.pair_timeout_s))
     batch = SampleBatch(target=pair.key, kind="pair_roundtrip")
-    link = Link(bus.url, timeout)
-    setup_error: str | None = None
-    got = _Replies()
-    cids: list[str] = []
-    ours: set[str] = set()
-    sends = Sends()
-    listener: Listener | None = None
+    still = 0
     try:
-        try:
-            conn = link.get()
-            with contextlib.suppress(RespError):  # e.g. an ACL without SCAN: not our job then
-                sweep_orphans(conn)
-            # The reply stream exists before any engine writes to it, so it carries our TTL.
-            conn.atomic(("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1"),
-                        ("EXPIRE", key, settings.key_ttl_s))
-        except Exception as exc:  # reported as failed samples
-            setup_error = link.last_error or connect_error_text(exc)
+        setup_error = _setup(run)
         if setup_error is None:
-            listener = Listener(bus.url, timeout, "dualbus-pair-replies",
-                                _reply_reader(key, got, ours)).start()
-
-            def send(k: int, due: int) -> str | None:
-                cids.append(uuid.uuid4().hex)
-                ours.add(cids[k])
-                cmd = pack("XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
-                           "correlation_id", cids[k], "sent_ns", due,
-                           "forward_to", b.stream, "reply_to", key)
-                try:
-                    if link.get().call_packed(cmd) is None:
-                        return f"stream {a.stream!r} does not exist (not created)"
-                except Exception as exc:  # a failed sample
-                    return connect_error_text(exc)
-                return None
-
-            live = listener
-            sends = paced_sends(
-                n, int(1e9 / settings.pair_rate_per_s), now_ns() + 5_000_000 + phase_ns,
-                late_bound_ms=settings.late_bound_ms,
-                retake_fraction=settings.retake_fraction, send=send,
-                stopped=lambda: (link.last_error if link.given_up else None) or live.error)
-            live.wait(sends.last_start() + timeout_ns,
-                      lambda: all(c in got.first for c in cids))
+            got, still = _round_trips(run, n, phase_ns)
+            batch.extend(got)
     finally:
-        if listener is not None:
-            listener.stop()
-        link.close()
-        outstanding = setup_error is None and any(
-            c not in got.first for c, err in zip(cids, sends.error, strict=False) if err is None)
-        cleanup_error = None if outstanding else _delete(bus.url, timeout, key)
-    gave_up = now_ns()
+        run.link.close()
+    outstanding = setup_error is None and run.outstanding()
+    cleanup_error = None if outstanding else _delete(bus.url, settings.pair_timeout_s, run.key)
     if setup_error is not None:
+        t = now_ns()
         for _ in range(n):
-            batch.add(gave_up, gave_up, gave_up, False, 0, f"not attempted: {setup_error}")
-    for k in range(len(sends)):
-        cid = cids[k] if k < len(cids) else ""
-        reply = got.first.get(cid)
-        why = sends.error[k] or judge_reply(reply, got.duplicates[cid], sends.start[k],
-                                            timeout_ns, a.name, b.name)
-        if why == "timeout" and listener is not None and listener.error:
-            why = f"no reply: {listener.error}"
-        batch.add(sends.intended[k], sends.sent[k],
-                  reply.at_ns if reply is not None else max(gave_up, sends.sent[k]),
-                  why is None, 0, why, start_ns=sends.start[k], replaced=sends.replaced[k])
+            batch.add(t, t, t, False, 0, f"not attempted: {setup_error}")
     summary = summarize(batch, settings.pair_rate_per_s, settings.min_samples,
-                        settings.late_bound_ms)
+                        settings.late_bound_ms, still)
     status, reason = classify_pair(summary.success_ratio, summary.count, summary.ok,
                                    setup_error, batch)
-    if got.foreign:
-        reason += f"; {got.foreign} reply(ies) with a correlation id this probe never sent"
+    if run.got.foreign:
+        reason += f"; {run.got.foreign} reply(ies) with a correlation id this probe never sent"
     if cleanup_error:
         reason += f"; cleanup: {cleanup_error} (reply stream expires after {settings.key_ttl_s}s)"
     elif outstanding:
@@ -188,15 +158,93 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                       status_reason=reason, summary=summary, samples=batch)
 
 
+def _setup(run: _PairRun) -> str | None:
+    """Sweep orphaned reply streams and create ours with its TTL; the error, or None."""
+    try:
+        conn = run.link.get()
+        with contextlib.suppress(RespError):  # e.g. an ACL without SCAN: not our job then
+            sweep_orphans(conn)
+        # The reply stream exists before any engine writes to it, so it carries our TTL.
+        conn.atomic(("XADD", run.key, "MAXLEN", "~", run.settings.stream_maxlen, "*", "init",
+                     "1"), ("EXPIRE", run.key, run.settings.key_ttl_s))
+    except Exception as exc:  # reported as failed samples
+        return run.link.last_error or connect_error_text(exc)
+    return None
+
+
+def _round_trips(run: _PairRun, n: int, phase_ns: int) -> tuple[SampleBatch, int]:
+    """The paced round trips with their re-takes; (samples, host-delayed samples counted)."""
+    s = run.settings
+    timeout_ns = int(s.pair_timeout_s * 1e9)
+    ours: set[str] = set()
+    listener = Listener(run.url, s.pair_timeout_s, "dualbus-pair-replies",
+                        _reply_reader(run.key, run.got, ours)).start()
+    watch = HostWatch.for_bound(s.late_bound_ms)
+
+    def send(k: int, due: int) -> str | None:
+        cid = run.cids[k] = uuid.uuid4().hex
+        ours.add(cid)
+        cmd = pack("XADD", run.a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
+                   "correlation_id", cid, "sent_ns", due, "forward_to", run.b.stream,
+                   "reply_to", run.key)
+        try:
+            if run.link.get().call_packed(cmd) is None:
+                err: str | None = f"stream {run.a.stream!r} does not exist (not created)"
+            else:
+                err = None
+        except Exception as exc:  # a failed sample
+            err = connect_error_text(exc)
+        if err is not None:
+            del run.cids[k]  # never sent: no reply is outstanding for it
+        return err
+
+    def measure(count: int, first_k: int) -> SampleBatch:
+        sends = paced_sends(
+            count, int(1e9 / s.pair_rate_per_s),
+            now_ns() + 5_000_000 + (phase_ns if first_k == 0 else 0), watch=watch,
+            send=send, first_k=first_k,
+            stopped=lambda: (run.link.last_error if run.link.given_up else None)
+            or listener.error)
+        wanted = [run.cids[k] for k in range(first_k, first_k + count) if k in run.cids]
+        listener.wait(sends.last_start() + timeout_ns,
+                      lambda: all(c in run.got.first for c in wanted))
+        return _judged(run, sends, first_k, listener.error, timeout_ns)
+
+    try:
+        return retaken(n, s.retake_fraction, watch, measure)
+    finally:
+        listener.stop()
+
+
+def _judged(run: _PairRun, sends: Sends, first_k: int, listener_error: str | None,
+            timeout_ns: int) -> SampleBatch:
+    """The samples of one pass of sends, each judged by its reply (`judge_reply`)."""
+    out = SampleBatch(target=f"{run.a.name}->{run.b.name}", kind="pair_roundtrip")
+    gave_up = now_ns()
+    for j in range(len(sends)):
+        cid = run.cids.get(first_k + j, "")
+        reply = run.got.first.get(cid)
+        why = sends.error[j] or judge_reply(reply, run.got.duplicates[cid], sends.start[j],
+                                            timeout_ns, run.a.name, run.b.name)
+        if why == "timeout" and listener_error:
+            why = f"no reply: {listener_error}"
+        out.add(sends.intended[j], sends.sent[j],
+                reply.at_ns if reply is not None else max(gave_up, sends.sent[j]),
+                why is None, 0, why, start_ns=sends.start[j],
+                stall_us=sends.stall(j, reply.psi) if reply is not None else UNKNOWN)
+    return out
+
+
 def _reply_reader(key: str, got: _Replies,
                   ours: set[str]) -> Callable[[RespConnection], None]:
     """A `Listener` read step: XREAD the reply stream from where it left off and file each
     reply under its correlation id (ours or foreign, first or duplicate)."""
     last_id: list[bytes] = [b"0-0"]
+    pressure = cpu_pressure()
 
     def read(conn: RespConnection) -> None:
         reply = conn.call("XREAD", "COUNT", 100, "BLOCK", 20, "STREAMS", key, last_id[0])
-        t = now_ns()
+        t, psi = now_ns(), pressure.stall_us()
         if not reply:
             return
         for entry_id, fields in reply[0][1]:
@@ -212,7 +260,7 @@ def _reply_reader(key: str, got: _Replies,
                 got.duplicates[cid] += 1
             else:
                 by = f.get(b"replied_by", b"").decode(errors="replace")
-                got.first[cid] = Reply(t, by)
+                got.first[cid] = Reply(t, by, psi)
 
     return read
 

@@ -10,14 +10,14 @@ The same rank is what DuckDB's ``quantile_disc`` returns, and SLO values are com
 (store/slo_queries.py): a figure in the report and the SLO verdict on it are one number.
 
 Counted samples: every sample that was not ``replaced`` (re-taken because the probe host
-delayed its send past ``probe.late_bound_ms``, retake.py).
+delayed it past ``probe.late_bound_ms``, retake.py).
 
 Validity (a summary the numbers make untrustworthy is flagged, never silently used):
 
 * too few samples: ``count < min_samples`` ("no data" for SLOs);
-* inconclusive: a counted sample was still sent later than the bound — the re-take budget was
-  spent, so the host stayed overloaded — and nobody can tell what the target would have shown.
-  Inconclusive is its own SLO outcome, neither pass nor breach.
+* inconclusive: a counted sample was still delayed by the probe host (retake.py) — the re-take
+  budget was spent, so the host stayed overloaded — and nobody can tell what the target would
+  have shown. Inconclusive is its own SLO outcome, neither pass nor breach.
 
 A target with no successful sample keeps ``valid=True`` when the rules above hold: a success
 ratio of 0 is a true measurement; its latency fields are None ("no data" for latency SLOs).
@@ -58,12 +58,13 @@ def achieved_rate_per_s(sent_ns: Sequence[int]) -> float | None:
 
 
 def summarize(batch: SampleBatch, intended_rate_per_s: float | None, min_samples: int,
-              late_bound_ms: float | None = None) -> Summary:
+              late_bound_ms: float | None = None, host_delayed: int = 0) -> Summary:
     """Summarize one batch's counted samples: success ratio, latency distribution of the
     successes, the probe's own lateness, validity (module docstring).
 
     ``intended_rate_per_s`` None means the probe was not paced (closed-loop round trips such
-    as PING); ``late_bound_ms`` None means lateness cannot make it inconclusive.
+    as PING). ``host_delayed``: counted samples the probe host delayed after the re-take
+    budget was spent (retake.py); ``late_bound_ms`` is the bound they exceeded.
     """
     keep = [k for k in range(len(batch)) if not batch.replaced[k]]
     latency, service, lateness = batch.latency_ms(), batch.service_ms(), batch.lateness_ms()
@@ -81,13 +82,12 @@ def summarize(batch: SampleBatch, intended_rate_per_s: float | None, min_samples
     inconclusive = False
     if count < min_samples:
         reasons.append(f"too few samples: {count} < {min_samples}")
-    over = [x for x in late if late_bound_ms is not None and x > late_bound_ms]
-    if over:
+    if host_delayed:
         inconclusive = True
         reasons.append(
-            f"inconclusive: the probe host delayed {len(over)} more send(s) by over "
-            f"{late_bound_ms:g} ms (up to {over[-1]:.1f} ms) after {batch.replaced.count(1)} "
-            "re-take(s) had used the budget")
+            f"inconclusive: the probe host delayed {host_delayed} more sample(s) by over "
+            f"{late_bound_ms or 0:g} ms after {batch.replaced.count(1)} re-take(s) had used "
+            "the budget")
     return Summary(
         count=count,
         ok=ok_n,

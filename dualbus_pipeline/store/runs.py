@@ -31,7 +31,8 @@ from dualbus_pipeline.store.bulk import insert_arrow
 from dualbus_pipeline.store.warehouse import Warehouse
 
 SAMPLE_COLUMNS = ("run_id", "target", "kind", "seq", "intended_ns", "start_ns", "sent_ns",
-                  "done_ns", "latency_ms", "service_ms", "ok", "status", "error", "replaced")
+                  "done_ns", "latency_ms", "service_ms", "ok", "status", "error", "replaced",
+                  "stall_us")
 
 
 def now_utc() -> datetime:
@@ -112,11 +113,12 @@ _SAMPLE_ARROW_SCHEMA = pa.schema([
     ("run_id", _DICT), ("target", _DICT), ("kind", _DICT), ("seq", pa.int32()),
     ("intended_ns", pa.int64()), ("start_ns", pa.int64()), ("sent_ns", pa.int64()),
     ("done_ns", pa.int64()), ("ok", pa.int8()), ("status", pa.int32()), ("error", pa.string()),
-    ("replaced", pa.int8())])
+    ("replaced", pa.int8()), ("stall_us", pa.int64())])
 _SAMPLE_DERIVED = {"latency_ms": "(done_ns - start_ns) / 1e6",
                    "service_ms": "(done_ns - sent_ns) / 1e6",
                    "ok": "ok <> 0",
-                   "replaced": "replaced <> 0"}
+                   "replaced": "replaced <> 0",
+                   "stall_us": "nullif(stall_us, -1)"}
 
 
 _ARROW_TYPE_OF = {"q": pa.int64(), "i": pa.int32(), "b": pa.int8()}
@@ -173,6 +175,7 @@ def _sample_table(run_id: str, batches: Iterable[SampleBatch]) -> pa.Table:
         _joined((b.status for b in bs), "i"),
         errors(),
         _joined((b.replaced for b in bs), "b"),
+        _joined((b.stall_us for b in bs), "q"),
     ]
     return pa.Table.from_arrays(cols, schema=_SAMPLE_ARROW_SCHEMA)
 

@@ -28,7 +28,7 @@ def test_columns_are_typed_arrays_even_when_built_from_lists() -> None:
 def test_every_sample_value_round_trips_through_duckdb(tmp_path: Path) -> None:
     big = 1 << 62  # nanosecond values beyond 32 bits must not be truncated
     a = SampleBatch("alpha", "engine_http")
-    a.add(big, big + 10, big + 1_500_000, True, 200, start_ns=big + 7)
+    a.add(big, big + 10, big + 1_500_000, True, 200, start_ns=big + 7, stall_us=250)
     a.add(big + 5_000_000, big + 5_000_100, big + 5_250_000, False, 503, "http 503")
     a.add(big + 10_000_000, big + 10_000_000, big + 10_000_000, False, 0, "timeout",
           replaced=True)
@@ -47,7 +47,8 @@ def test_every_sample_value_round_trips_through_duckdb(tmp_path: Path) -> None:
     with wh.connect() as con:
         rows = con.execute(
             "SELECT target, kind, seq, intended_ns, start_ns, sent_ns, done_ns, latency_ms, "
-            "service_ms, ok, status, error, replaced FROM engine_samples WHERE run_id = 'r1' "
+            "service_ms, ok, status, error, replaced, stall_us FROM engine_samples "
+            "WHERE run_id = 'r1' "
             "ORDER BY target, seq").fetchall()
     expected = []
     for batch in (a, b):
@@ -57,5 +58,6 @@ def test_every_sample_value_round_trips_through_duckdb(tmp_path: Path) -> None:
                 batch.sent_ns[i], batch.done_ns[i],
                 (batch.done_ns[i] - batch.start_ns[i]) / 1e6,  # charged from start
                 (batch.done_ns[i] - batch.sent_ns[i]) / 1e6, bool(batch.ok[i]),
-                batch.status[i], batch.error[i], bool(batch.replaced[i])))
+                batch.status[i], batch.error[i], bool(batch.replaced[i]),
+                None if batch.stall_us[i] == -1 else batch.stall_us[i]))
     assert rows == expected
