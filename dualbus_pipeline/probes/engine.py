@@ -184,18 +184,19 @@ async def _slots(engines: list[Engine], settings: ProbeSettings, watch: HostWatc
 
 async def _measured(engines: list[Engine], settings: ProbeSettings,
                     watch: HostWatch) -> tuple[dict[str, _Paced], dict[str, int]]:
-    """The paced series of ``engines`` together, then one pass that re-takes the samples the
-    probe host delayed (retake.py); returns the series and, per engine, how many delayed
-    samples stayed counted (the budget ran out: inconclusive)."""
+    """The paced series of ``engines`` together, then passes that re-take the samples the
+    probe host delayed (retake.py) while each engine's budget lasts; returns the series and,
+    per engine, how many delayed samples stayed counted (the budget ran out: inconclusive)."""
     n = settings.engine_requests
     paced = await _slots(engines, settings, watch, {e.name: n for e in engines})
-    allowed = budget(n, settings.retake_fraction)
-    first = {e.name: replace_delayed(paced[e.name].batch, watch, 0, allowed) for e in engines}
-    again = [e for e in engines if first[e.name]]
-    if again:
-        more = await _slots(again, settings, watch, {e.name: first[e.name] for e in again})
-        for e in again:
-            replace_delayed(more[e.name].batch, watch, 0, allowed - first[e.name])
+    left = {e.name: budget(n, settings.retake_fraction) for e in engines}
+    again = {e.name: replace_delayed(paced[e.name].batch, watch, 0, left[e.name])
+             for e in engines}
+    while retake := [e for e in engines if again[e.name]]:
+        more = await _slots(retake, settings, watch, {e.name: again[e.name] for e in retake})
+        for e in retake:
+            left[e.name] -= again[e.name]
+            again[e.name] = replace_delayed(more[e.name].batch, watch, 0, left[e.name])
             paced[e.name].extend(more[e.name])
     return paced, {e.name: delayed_counted(paced[e.name].batch, watch) for e in engines}
 

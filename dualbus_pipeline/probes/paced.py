@@ -148,13 +148,15 @@ class Listener:
 def retaken(count: int, settings_fraction: float, watch: HostWatch,
             measure: Callable[[int, int], SampleBatch]) -> tuple[SampleBatch, int]:
     """A paced series with its re-takes: ``measure(n, first_k)`` takes n samples numbered from
-    ``first_k`` and returns them; host-delayed ones (retake.py) are flagged and taken again
-    once, within the budget. Returns the batch and how many delayed samples stayed counted."""
-    allowed = budget(count, settings_fraction)
+    ``first_k`` and returns them; host-delayed ones (retake.py) are flagged and taken again,
+    pass after pass, while the budget lasts. Returns the batch and how many delayed samples
+    stayed counted (the budget ran out: inconclusive)."""
+    left = budget(count, settings_fraction)
     batch = measure(count, 0)
-    first = replace_delayed(batch, watch, 0, allowed)
-    if first:
-        more = measure(first, len(batch))
-        replace_delayed(more, watch, 0, allowed - first)
+    again = replace_delayed(batch, watch, 0, left)
+    while again:
+        left -= again
+        more = measure(again, len(batch))
+        again = replace_delayed(more, watch, 0, left)
         batch.extend(more)
     return batch, delayed_counted(batch, watch)

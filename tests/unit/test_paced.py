@@ -103,22 +103,23 @@ def test_a_sample_is_host_delayed_by_lateness_cpu_pressure_or_a_late_loop() -> N
     assert not watch.overlapped(b.start_ns[4] + 3 * MS + 1, b.start_ns[4] + 4 * MS)  # after it
 
 
-def test_re_takes_replace_delayed_samples_once_within_the_budget() -> None:
+def test_re_takes_replace_delayed_samples_within_the_budget() -> None:
     """10 samples, budget ceil(10 × 0.3) = 3: the first pass has 2 delayed samples, both
-    replaced and taken again; one of the 2 new ones is delayed too and is replaced (budget 3).
-    A second series with 5 delayed samples replaces 3 and counts the other 2."""
+    replaced and taken again; one of the 2 new ones is delayed too, replaced (the third of the
+    budget) and taken again: 10 counted in the end. A second series with 5 delayed samples
+    replaces 3 and counts the other 2."""
     watch = HostWatch.for_bound(1.0)
     calls: list[tuple[int, int]] = []
 
     def measure(n: int, first_k: int) -> SampleBatch:
         calls.append((n, first_k))
-        late = {2: 5.0, 6: 5.0} if first_k == 0 else {0: 5.0}
+        late = {2: 5.0, 6: 5.0} if first_k == 0 else {0: 5.0} if first_k == 10 else {}
         return synthetic(n, late, at=first_k * 10 * MS)
 
     batch, still = retaken(10, 0.3, watch, measure)
-    assert calls == [(10, 0), (2, 10)]
-    assert len(batch) == 12 and batch.replaced.count(1) == 3 and still == 0
-    assert [k for k in range(12) if batch.replaced[k]] == [2, 6, 10]
+    assert calls == [(10, 0), (2, 10), (1, 12)]
+    assert len(batch) == 13 and batch.replaced.count(1) == 3 and still == 0
+    assert [k for k in range(13) if batch.replaced[k]] == [2, 6, 10]
 
     many = synthetic(10, {k: 5.0 for k in (1, 2, 3, 4, 5)})
     assert replace_delayed(many, watch, 0, budget(10, 0.3)) == 3
