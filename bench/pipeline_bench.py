@@ -4,9 +4,8 @@
   free ports; wall time and the CLI process's own peak RSS (wait4), per-asset seconds from the
   progress lines, probing seconds from the probe assets ("[probed X s]": each phase as timed
   in the probe process); pipeline overhead = wall − probing. Rounds alternate `dualbus run`
-  with DUALBUS_STARTUP=hold (the default) and =overlap, and `dualbus probe` (the probes alone,
-  no Dagster anywhere), so each mode's engine p50, lateness flags, PING p50 and pair p50 are
-  compared with the probes alone under the same machine conditions.
+  and `dualbus probe` (the probes alone, no Dagster anywhere), so the run's engine p50, PING
+  p50 and pair p50 are compared with the probes alone under the same machine conditions.
 * scale: one synthetic stack of the largest N (`StackManager` + `synthetic_topology`, 250
   engines per host process, striped; e0000 with a 1 ms delay fault in a process of its own);
   topologies with the first N engines (13, 100, 1,000) run in turn, then the largest N at a
@@ -58,8 +57,8 @@ def parse_steps(out: str) -> tuple[dict[str, float], float]:
     return steps, probing
 
 
-def dualbus_run(config: Path, warehouse: Path, startup: str = "hold") -> ChildRun:
-    env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1", DUALBUS_STARTUP=startup)
+def dualbus_run(config: Path, warehouse: Path) -> ChildRun:
+    env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1")
     env.pop("DAGSTER_HOME", None)
     res = run_child([*DUALBUS, "run", "--config", str(config), "--warehouse", str(warehouse)],
                     env=env, cwd=ROOT, timeout_s=900)
@@ -90,7 +89,7 @@ def reference_config(tmp: Path) -> Path:
     return path
 
 
-MODES = ("hold", "overlap")  # DUALBUS_STARTUP values measured; hold is the default
+MODES = ("run",)
 
 
 def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
@@ -108,7 +107,7 @@ def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
         for _ in range(1 if quick else max(5, rounds)):  # odd: a true median
             for mode in MODES:
                 wh = tmp / f"wh-{mode}.duckdb"
-                runs[mode].append(dualbus_run(config, wh, mode))
+                runs[mode].append(dualbus_run(config, wh))
                 figures[mode].append(_run_figures(wh))
             res = run_child([*DUALBUS, "probe", "--json", "--config", str(config)], cwd=ROOT,
                             timeout_s=300)
@@ -120,7 +119,7 @@ def bench_run(rounds: int, quick: bool) -> list[dict[str, Any]]:
         out += _run_rows(mode, runs[mode], main=mode == MODES[0])
     n = len(figures["alone"])
     for key, label, unit in (("engine_p50", "engine p50 (median over engines)", "ms"),
-                             ("invalid", "engine summaries flagged for lateness", "n"),
+                             ("invalid", "engine summaries invalid or inconclusive", "n"),
                              ("ping_p50", "bus PING p50", "ms"),
                              ("pair_p50", "pair round trip p50", "ms")):
         peer = _median_known(r[key] for r in figures["alone"])
@@ -143,7 +142,7 @@ def _run_rows(mode: str, runs: list[ChildRun], *, main: bool) -> list[dict[str, 
                        "steal_s": round(r.steal_s, 2),
                        "load": [r.load_before, r.load_after]} for r in runs]}
     steps = med.steps
-    label = f"DUALBUS_STARTUP={mode}" + (" (default)" if main else "")
+    label = "dualbus run"
     out = [
         row("run", f"{label}: wall, reference stack (median)", round(med.wall_s, 2), "s",
             target=8.0, raw=raw, note=f"{len(runs)} runs"),
@@ -346,7 +345,7 @@ def _scale_rows(tag: str, n: int, res: ChildRun, fig: dict[str, Any],
             note=f"must not drift with N; probe lateness p99 "
             f"{fig['e0000_lateness_p99']} ms{flagged}"),
         row("scale", f"{tag}: other engines median p50", fig["others_p50"], "ms"),
-        row("scale", f"{tag}: engine summaries invalid (lateness)",
+        row("scale", f"{tag}: engine summaries invalid or inconclusive",
             None if share is None else round(100 * share, 1), "%",
             note=f"{fig['invalid']}/{fig['engines']}"),
         row("scale", f"{tag}: report html / md / json",

@@ -164,10 +164,10 @@ def bench_inrun(rounds: int, quick: bool, flavours: tuple[str, ...] = FLAVOURS
                             if which == "control" else alone_p50(e, config, n))
                     if has_wrk:
                         figs["wrk"].append(wrk_p50_ms(e.health_url, 1)[0])
-                for b in topo.buses:
+                for b in topo.buses:  # both back to back, the same count as the run's
                     ping[b.name]["run"].append(p50.get(("bus", b.name, "ping")))
                     ping[b.name]["peer"].append(
-                        redis_benchmark_ping_p50(b.port, 2000 if quick else 20000))
+                        redis_benchmark_ping_p50(b.port, topo.probe.bus_ping_count))
             out += _inrun_rows(flavour, per, ping, cpu, rate, n, has_wrk)
     return out
 

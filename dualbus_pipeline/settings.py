@@ -33,7 +33,7 @@ class ProbeSettings(_Model):
 
     # engines (§4.2)
     engine_requests: int = Field(100, ge=1, le=100_000)
-    engine_rate_per_s: float = Field(20.0, gt=0)
+    engine_rate_per_s: float = Field(100.0, gt=0)
     engine_timeout_s: float = Field(1.0, gt=0, le=60)
     # engines in flight at once: as many as engine_max_send_rate_per_s allows at
     # engine_rate_per_s each, at most engine_concurrency (probes/engine.py engine_slots)

@@ -14,13 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dualbus_pipeline import progress
-from dualbus_pipeline.errors import InputError, PipelineError
-from dualbus_pipeline.lowpriority import IdleWorker
+from dualbus_pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from dualbus_pipeline.config import Topology
@@ -51,29 +49,22 @@ class RunOutcome:
     seconds: float
 
 
-STARTUP_MODES = ("hold", "overlap", "serial")
-
-
 def execute(config: str | None, slo: str | None, warehouse: str | None, *,
             quiet: bool = False) -> RunOutcome:
-    """Validate inputs, check the warehouse is usable, then materialize the whole graph.
+    """Validate inputs, check the warehouse is usable, probe, then materialize the graph.
 
-    The probes run in a child process opened first (probes/session.py): it imports while the
-    inputs are validated and starts measuring once they are. Dagster is imported and the
-    definitions and instance are built in an idle-priority thread (lowpriority.py) while the
-    buses are probed; the engine and pair phases wait for it to finish. The job itself starts
-    when the measurement is over: nothing of Dagster runs at normal priority while the probes
-    time. DUALBUS_STARTUP=serial starts Dagster before any probe instead.
+    One path, in this order: the probe process (probes/session.py) is spawned first so it
+    imports while the inputs are validated and the run is recorded; it then measures every
+    phase with nothing else of ours running; only after the last phase does this process import
+    Dagster and run the job, whose probe assets take the measured phases. Dagster's start-up
+    (~2.5 s of CPU here) beside the probes kept the host's CPUs awake and changed what they
+    measured (a bus PING read 0.02 ms in the run against 0.06-0.09 ms for redis-benchmark
+    right after it: docs/decisions.md), so it waits.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    startup = os.environ.get("DUALBUS_STARTUP") or "hold"  # docs/configuration.md
-    if startup not in STARTUP_MODES:
-        raise InputError(f"DUALBUS_STARTUP: must be one of {', '.join(STARTUP_MODES)} "
-                         f"(got {startup!r})")
     from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
 
-    # First thing: the probe process imports (~0.4 s) while this one imports and validates.
-    with ProbeSession() as session, IdleWorker() as idle:
+    with ProbeSession() as session:  # first: the probe process imports meanwhile
         from dualbus_pipeline.config import load_config
         from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
         from dualbus_pipeline.snapshot import begin_run_record
@@ -83,27 +74,14 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
         load_slo_dir(resolve_slo_dir(slo or os.environ.get("DUALBUS_SLO_DIR") or None, cfg))
         wh = Warehouse(cfg.warehouse_path(warehouse))
         wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
-
         run_id = str(uuid.uuid4())
-        start_dagster = partial(_start_dagster, str(cfg.path), slo, warehouse)
-        dagster = idle.submit(start_dagster) if startup == "serial" else None
-        if dagster is not None:
-            dagster.result()
         started, started_at = time.perf_counter(), datetime.now(UTC)
-        # The buses are probed while Dagster starts; the engines and pairs, whose latencies
-        # the start-up's CPU use disturbed (docs/benchmarks.md, docs/decisions.md), wait
-        # until it is done.
-        session.start(cfg.topology, run_id, hold=("engines",) if startup == "hold" else ())
-        recorded = idle.submit(lambda: begin_run_record(wh, run_id, cfg, started_at=started_at))
-        if dagster is None:
-            dagster = idle.submit(start_dagster)
-            dagster.add_done_callback(lambda _: session.release())
+        begin_run_record(wh, run_id, cfg, started_at=started_at)
         if not quiet:
             print("\n".join(banner(cfg.topology, wh.path)), flush=True)
+        session.start(cfg.topology, run_id)
         session.wait()
-        idle.restore()  # the measurement is over: finish start-up at normal priority if we may
-        recorded.result()
-        job, instance, ephemeral = dagster.result()
+        job, instance, ephemeral = _start_dagster(str(cfg.path), slo, warehouse)
         last = [started]
 
         def show(step: str, message: str) -> None:
@@ -118,8 +96,8 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
                     instance=instance, raise_on_error=False, run_id=run_id,
                     run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
         finally:
-            if ephemeral:  # where it was created: its in-memory SQLite belongs to that thread
-                idle.submit(instance.dispose).result()
+            if ephemeral:
+                instance.dispose()
     if not result.success:
         raise PipelineError(_failure_line(result))
     report = wh.reports_dir / result.run_id / "report.html"
@@ -145,20 +123,15 @@ def banner(topology: Topology, warehouse: Path) -> list[str]:
 
 
 def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> tuple[Any, Any, bool]:
-    """Import Dagster, build the definitions, resolve the job and create the instance; warm
-    the imports the run makes, so none of it lands between the probes and the report."""
+    """Import Dagster, build the definitions, resolve the job and create the instance."""
     from dagster import DagsterInstance
 
-    from dualbus_pipeline.defs.assets import warm_imports
-    from dualbus_pipeline.defs.build import JOB_NAME, build_definitions, resolve_templates_dir
-    from dualbus_pipeline.report.render import preload_templates
+    from dualbus_pipeline.defs.build import JOB_NAME, build_definitions
 
     defs = build_definitions(config, slo, warehouse)
-    preload_templates(resolve_templates_dir())
     job = defs.resolve_job_def(JOB_NAME)
     ephemeral = not os.environ.get("DAGSTER_HOME")
     instance = DagsterInstance.ephemeral() if ephemeral else DagsterInstance.get()
-    warm_imports()
     return job, instance, ephemeral
 
 

@@ -94,7 +94,8 @@ def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
 
 @asset(group_name=PROBES, kinds={"python"},
        description="Engine probes (product.md §4.2): paced open-loop GETs of each engine's "
-       "health path, latency from the intended send time, classification.")
+       "health path (gentle, with windows alone and re-takes) and a short back-to-back "
+       "series (the hot path), latency from when the probe was ready, classification.")
 def engine_measurements(context: AssetExecutionContext, topology: TopologyResource,
                         engines: EnginesResource,
                         warehouse: WarehouseResource) -> Output[PhaseResult]:
@@ -236,25 +237,6 @@ def alert_dispatch(context: AssetExecutionContext, topology: TopologyResource,
     meta = {k: v for k, v in vars(summary).items() if isinstance(v, int | float | str)}
     progress.emit("alert_dispatch", ", ".join(f"{k} {v}" for k, v in meta.items()))
     return MaterializeResult(metadata=meta)
-
-
-def warm_imports() -> None:
-    """Import what a run imports lazily (the CLI calls this while the probes measure): the
-    assets' own modules, and what Dagster imports at execution (path metadata, the in-process
-    executor). Best effort: a name that moved in another Dagster version is skipped."""
-    import importlib
-
-    for name in ("dualbus_pipeline.alerts", "dualbus_pipeline.alerts.notify",
-                 "dualbus_pipeline.report.pipeline", "dualbus_pipeline.report.render",
-                 "dualbus_pipeline.slospec.evaluate", "dualbus_pipeline.store.runs",
-                 "dualbus_pipeline.store.trends", "upath", "dateutil.parser",
-                 "dagster._core.execution.execute_in_process",
-                 "dagster._core.executor.in_process", "dagster._core.instance.factory",
-                 "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
-                 "dagster._core.system_config.composite_descent",
-                 "dagster._core.secrets.loader"):
-        with suppress(ImportError):
-            importlib.import_module(name)
 
 
 ALL_ASSETS = [bus_measurements, engine_measurements, pair_measurements, slo_results,

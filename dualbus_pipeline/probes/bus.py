@@ -3,7 +3,7 @@
 Order matters: the passive read (INFO, XINFO) runs first so ``instantaneous_ops_per_sec``
 reflects the platform's traffic, not ours. Then PING round trips (closed loop, sequential: a
 round trip is what is measured), paced delivery (open loop: sends follow a fixed schedule and
-latency runs from the intended send time), and last the capacity burst.
+latency runs from when the probe was ready to send, paced.py), and last the capacity burst.
 
 Timing-critical phases use blocking sockets in dedicated threads (resp.py): an event loop adds
 wake-up latency comparable to a loopback PING.

@@ -4,19 +4,17 @@ Why a child process
 * Timing isolation. Probes time microseconds; inside the Dagster process they shared the GIL,
   the garbage collector and the CPU with the framework (one full collection there measured
   110 ms of probe lateness). The child holds nothing but the probes.
-* Overlap. `dualbus run` opens a session before it starts Dagster (importing Dagster and
-  creating an instance cost ~2.5 s of CPU here), so the framework starts while the buses are
-  probed instead of before everything (the engine phase is held until it is done:
-  commands/run.py); the probe assets then take the measured phases. Under the Dagster UI or
-  daemon nobody opens a session first and each probe asset runs its phase in a session of its
-  own: one code path for the measurement either way.
+* Order. `dualbus run` opens a session first, so the child imports while the inputs are
+  validated, and starts Dagster only once every phase is measured (commands/run.py); the
+  probe assets then take the measured phases. Under the Dagster UI or daemon nobody opens a
+  session first and each probe asset runs its phase in a session of its own: one code path
+  for the measurement either way.
 
 Protocol (parent ⇄ ``python -m dualbus_pipeline.probes.session``)
 * The child starts importing at once, then blocks on stdin for one frame (8-byte big-endian
-  length + pickle) of ``(topology, run_id, phases, hold)``, so a session can be opened before
-  the inputs are validated and discarded (closed) if they are not: it has touched nothing
-  until it is started. Before a phase in ``hold`` it waits until the parent closes the pipe
-  (``release()``): `dualbus run` holds the engine phase while Dagster starts (commands/run.py).
+  length + pickle) of ``(topology, run_id, phases)``, so a session can be opened before the
+  inputs are validated and discarded (closed) if they are not: it has touched nothing until
+  it is started.
 * It runs the phases in the order given, with the rules of probes/runner.py (one phase at a
   time: a capacity burst never overlaps an engine's latency measurement), and writes one
   frame per phase to stdout: 8-byte big-endian length + pickle of ``PhaseResult``. Pickle is
@@ -101,31 +99,24 @@ class ProbeSession:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def start(self, topology: Topology, run_id: str, phases: Sequence[Phase] = PHASES, *,
-              hold: Sequence[Phase] = ()) -> None:
-        """Send the work. Phases in ``hold`` wait, when their turn comes, for ``release()``."""
-        assert self._reader is None, "a session runs once"
+    def start(self, topology: Topology, run_id: str, phases: Sequence[Phase] = PHASES) -> None:
+        """Send the work."""
+        if self._reader is not None:
+            raise ProbeError("a probe session runs once")
         self.run_id, self.phases = run_id, tuple(phases)
         stdin = self._proc.stdin
-        assert stdin is not None
-        body = pickle.dumps((topology, run_id, self.phases, tuple(hold)))
+        if stdin is None:
+            raise ProbeError("the probe process has no input pipe")
+        body = pickle.dumps((topology, run_id, self.phases))
         try:
             stdin.write(_HEADER.pack(len(body)) + body)
             stdin.flush()
-            if not hold:
-                stdin.close()
+            stdin.close()
         except (BrokenPipeError, OSError):
             pass  # the child is gone; the reader reports it for every phase
         self._reader = threading.Thread(target=self._read, name="dualbus-probe-session",
                                         daemon=True)
         self._reader.start()
-
-    def release(self) -> None:
-        """Let the held phases run (closing the pipe releases them too)."""
-        stdin = self._proc.stdin
-        if stdin is not None and not stdin.closed:
-            with contextlib.suppress(OSError):
-                stdin.close()
 
     def result(self, phase: Phase) -> PhaseResult:
         if phase not in self.phases:
@@ -270,11 +261,8 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     head = stdin.read(_HEADER.size)
     if len(head) < _HEADER.size:
         return 0  # closed without work: the parent's inputs were rejected
-    topology, run_id, phases, hold = pickle.loads(stdin.read(_HEADER.unpack(head)[0]))
+    topology, run_id, phases = pickle.loads(stdin.read(_HEADER.unpack(head)[0]))
     for phase in phases:
-        if phase in hold:
-            stdin.read()  # blocks until the parent releases the hold (closes the pipe)
-            hold = ()
         t0, cpu0 = time.perf_counter(), cpu_seconds()
         try:
             results = _run_phase(topology, run_id, phase)

@@ -83,40 +83,14 @@ def test_run_twice_stores_both_runs_with_every_sample(
     run_ids = [line.split()[1] for line in out.splitlines() if line.startswith("run ")]
     for run_id in run_ids:
         assert (tmp_path / "reports" / run_id / "results.json").exists()
-        # Phase order of `dualbus run` (one probe process, one clock): buses, then engines and
-        # pairs, which both wait for Dagster's start-up (docs/decisions.md).
+        # Phase order of `dualbus run` (one probe process, one clock): buses, engines, pairs;
+        # Dagster starts only after them (docs/decisions.md).
         bus_end, engine_start, engine_end, pair_start = (_count(wh, sql, [run_id]) for sql in (
             "SELECT max(done_ns) FROM bus_samples WHERE run_id = ?",
             "SELECT min(intended_ns) FROM engine_samples WHERE run_id = ?",
             "SELECT max(done_ns) FROM engine_samples WHERE run_id = ?",
             "SELECT min(intended_ns) FROM pair_samples WHERE run_id = ?"))
         assert bus_end < engine_start and engine_end < pair_start
-
-
-@pytest.mark.parametrize("startup", ["overlap", "serial"])
-def test_every_startup_mode_stores_a_whole_run(foreign: StackManager, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               startup: str) -> None:
-    """DUALBUS_STARTUP only moves Dagster's start-up relative to the probes (the default,
-    hold, is every other test here): the run is the same."""
-    monkeypatch.setenv("DUALBUS_STARTUP", startup)
-    wh = tmp_path / "wh.duckdb"
-    assert main(["run", "--config", _config(foreign), "--warehouse", str(wh), "--quiet"]) == 0
-    assert _count(wh, "SELECT count(*) FROM runs WHERE status = 'completed'") == 1
-    assert _count(wh, "SELECT count(*) FROM engine_samples WHERE kind = 'engine_http' "
-                      "AND NOT replaced") == 4 * 40
-    assert _count(wh, "SELECT count(*) FROM pair_samples WHERE NOT replaced") == 15
-    assert _count(wh, "SELECT count(*) FROM runs WHERE finished_at > started_at") == 1
-
-
-def test_an_unknown_startup_mode_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("DUALBUS_STARTUP", "eager")
-    path = make_topology(tmp_path, ["solo"])
-    assert main(["run", "--config", str(path), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "DUALBUS_STARTUP: must be one of hold, overlap, serial (got 'eager')")
-    assert not (tmp_path / "w.duckdb").exists()
 
 
 def test_report_json_follows_the_contract(foreign: StackManager, tmp_path: Path) -> None:

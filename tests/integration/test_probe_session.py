@@ -60,23 +60,6 @@ def test_phases_arrive_in_order_with_their_results(redis_server: RedisProcess,
     assert list(redis.Redis.from_url(redis_server.url).scan_iter("dualbus:probe:*")) == []
 
 
-def test_a_held_phase_waits_for_release(redis_server: RedisProcess,
-                                        server: HealthServer) -> None:
-    """`dualbus run` holds the engine phase while Dagster starts: the buses are measured,
-    the engines not until release()."""
-    with ProbeSession() as session:
-        session.start(topology(redis_server.url, server.url), "run-s6", ("buses", "engines"),
-                      hold=("engines",))
-        assert session.result("buses").results[0].status == "operational"
-        time.sleep(1.0)  # 20 requests at 400/s would be done by now, were they not held
-        assert not session.measured("engines")
-        released = time.monotonic()
-        session.release()
-        engines = session.result("engines")
-        assert engines.results[0].summary.ok == 20
-        assert 0.04 < time.monotonic() - released < 10  # measured after the release
-
-
 def test_a_phase_not_asked_for_is_refused(redis_server: RedisProcess,
                                           server: HealthServer) -> None:
     with ProbeSession() as session:

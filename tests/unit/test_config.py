@@ -199,31 +199,31 @@ def test_validate_states_the_engine_phase_and_when_it_is_long(
     from dualbus_pipeline.config import ProbeSettings
     from dualbus_pipeline.probes.engine import engine_phase_s
 
-    # in flight = budget ÷ rate (default 100/s ÷ 20/s = 5); an engine lasts requests + 1
-    # periods (101 × 50 ms); with engines in flight together each first gets 10 requests
-    # alone (0.5 s) for the concurrency guard
-    assert engine_phase_s(ProbeSettings(), 1) == pytest.approx(5.05)  # alone anyway: no window
-    assert engine_phase_s(ProbeSettings(), 10) == pytest.approx(5.0 + 2 * 5.05)
-    assert engine_phase_s(ProbeSettings(), 13) == pytest.approx(6.5 + 3 * 5.05)
-    assert engine_phase_s(ProbeSettings(engine_solo_requests=0), 13) == pytest.approx(
-        3 * 5.05)
-    assert engine_phase_s(ProbeSettings(), 1000) == pytest.approx(500 + 200 * 5.05)
-    fast = ProbeSettings(engine_max_send_rate_per_s=1000)  # 50 in flight
-    assert engine_phase_s(fast, 1000) == pytest.approx(500 + 20 * 5.05)
+    # in flight = budget ÷ rate (default 100/s ÷ 100/s = 1: one engine at a time, so no
+    # window alone is needed); an engine lasts requests + 1 periods (101 × 10 ms)
+    assert engine_phase_s(ProbeSettings(), 1) == pytest.approx(1.01)
+    assert engine_phase_s(ProbeSettings(), 13) == pytest.approx(13 * 1.01)
+    assert engine_phase_s(ProbeSettings(), 1000) == pytest.approx(1010)
+    # raised to five at 20/s each: a window of 10 requests alone per engine first (0.5 s)
+    five = ProbeSettings(engine_rate_per_s=20)
+    assert engine_phase_s(five, 10) == pytest.approx(5.0 + 2 * 5.05)
+    assert engine_phase_s(five, 13) == pytest.approx(6.5 + 3 * 5.05)
+    assert engine_phase_s(five.model_copy(update={"engine_solo_requests": 0}), 13) == \
+        pytest.approx(3 * 5.05)
     capped = ProbeSettings(engine_max_send_rate_per_s=100_000, engine_concurrency=8)
-    assert engine_phase_s(capped, 20) == pytest.approx(10 + 3 * 5.05)
+    assert engine_phase_s(capped, 20) == pytest.approx(20 * 0.1 + 3 * 1.01)
     assert engine_phase_s(ProbeSettings(), 0) == 0.0
 
     good = write(tmp_path, GOOD)
     assert main(["validate", "--config", str(good), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
-    assert "s: 2 engines × 100 requests at 20/s, 2 in flight" in out
-    assert "after 10 requests alone per engine" in out and "higher send budget" not in out
+    assert "engine phase ≈ 2.0 s: 2 engines × 100 requests at 100/s, 1 in flight" in out
+    assert "alone per engine" not in out and "higher send budget" not in out
     many = with_engines(700)
     big = write(tmp_path, many, "big.yaml")
     assert main(["validate", "--config", str(big), "--slo", str(REPO / "slo")]) == 0
     out = capsys.readouterr().out
-    assert "engine phase ≈ 1057.0 s: 700 engines" in out and "higher send budget" in out
+    assert "engine phase ≈ 707.0 s: 700 engines" in out and "higher send budget" in out
     assert "fewer probe.engine_requests" in out
 
 
@@ -238,5 +238,5 @@ def test_run_banner_notes_a_long_engine_phase_only(tmp_path: Path) -> None:
     long = load_config(write(tmp_path, many, "big.yaml")).topology
     lines = banner(long, tmp_path / "w.duckdb")
     assert len(lines) == 2 and "700 engines" in lines[0]
-    assert lines[1].startswith("  note: engine phase ≈ 1057.0 s") and \
+    assert lines[1].startswith("  note: engine phase ≈ 707.0 s") and \
         "higher send budget" in lines[1]
