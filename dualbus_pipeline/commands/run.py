@@ -57,9 +57,9 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     imports while the inputs are validated and the run is recorded; it then measures every
     phase with nothing else of ours running; only after the last phase does this process import
     Dagster and run the job, whose probe assets take the measured phases. Dagster's start-up
-    (~2.5 s of CPU here) beside the probes kept the host's CPUs awake and changed what they
-    measured (a bus PING read 0.02 ms in the run against 0.06-0.09 ms for redis-benchmark
-    right after it: docs/decisions.md), so it waits.
+    is ~2.5 s of CPU here, and CPU work beside a probe keeps the host's CPUs awake and makes
+    targets read faster than a client sees them (measured with engines probed together:
+    docs/decisions.md), so it waits.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
