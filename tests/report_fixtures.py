@@ -317,11 +317,13 @@ def seed_bus(name: str, title: str, engines: Sequence[str],
 def seed_pair(a: str, b: str, settings: ProbeSettings) -> PairResult:
     rt = timed(f"{a}->{b}", "pair_roundtrip", spread(1.2, settings.pair_count),
                1000 / settings.pair_rate_per_s)
+    hot = timed(f"{a}->{b}", "pair_hot", spread(0.9, settings.pair_hot_count), 0.9)
     return PairResult(from_=a, to=b, bus="engine_logic", status="operational",
                       status_reason=f"{settings.pair_count}/{settings.pair_count} round trips "
                       "answered", summary=summarize(rt, settings.pair_rate_per_s,
                                                     settings.min_samples,
-                                                    settings.late_bound_ms), samples=rt)
+                                                    settings.late_bound_ms), samples=rt,
+                      hot=summarize(hot, None, settings.min_samples), hot_samples=hot)
 
 
 def write_seed_run(wh: Warehouse, run_id: str = "seed-1") -> Evaluation:

@@ -76,6 +76,7 @@ def to_json(run_id: str, platform: str, buses: list[BusResult], engines: list[En
                      "body_statuses": e.body_statuses} for e in engines],
         "pairs": [{"from": p.from_, "to": p.to, "bus": p.bus, "status": p.status,
                    "status_reason": p.status_reason, "roundtrip_ms": _summary(p.summary),
+                   "hot_roundtrip_ms": _summary(p.hot) if p.hot is not None else None,
                    "success_ratio": p.summary.success_ratio} for p in pairs],
     }
 
@@ -120,11 +121,14 @@ def render_table(buses: list[BusResult], engines: list[EngineResult],
                          + (f"  [{s.note}]" if s.note else ""))
         lines.append("")
     if pairs:
-        lines.append(f"{'PAIR':<24} {'STATUS':<12} {'p50':>8} {'p99':>8} {'OK%':>6}  REASON")
+        lines.append(f"{'PAIR':<24} {'STATUS':<12} {'p50':>8} {'p90':>8} {'p99':>8} "
+                     f"{'hot p50':>8} {'OK%':>6}  REASON")
         for p in pairs:
             s = p.summary
+            hot = p.hot.p50 if p.hot is not None else None
             lines.append(f"{p.from_ + ' -> ' + p.to:<24} {p.status:<12} {_ms(s.p50):>8} "
-                         f"{_ms(s.p99):>8} {s.success_ratio:>6.1%}  {p.status_reason}"
+                         f"{_ms(s.p90):>8} {_ms(s.p99):>8} {_ms(hot):>8} "
+                         f"{s.success_ratio:>6.1%}  {p.status_reason}"
                          f"{_valid(s)}")
         lines.append("")
     lines.append("latencies in ms, paced (from when the probe was ready to send) and hot (back "

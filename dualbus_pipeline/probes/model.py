@@ -28,6 +28,7 @@ SampleKind = Literal[
     "bus_ping",         # one PING round trip
     "bus_delivery",     # one XADD → XREADGROUP on another connection
     "pair_roundtrip",   # one probe-protocol round trip probe → A → B → probe
+    "pair_hot",         # the same, back to back (the hot path)
 ]
 
 EngineStatus = Literal["operational", "degraded", "unhealthy", "unreachable"]
@@ -213,6 +214,8 @@ class PairResult:
     status_reason: str
     summary: Summary
     samples: SampleBatch
+    hot: Summary | None = None              # back-to-back round trips (the hot path)
+    hot_samples: SampleBatch | None = None
 
 
 @dataclass(frozen=True)

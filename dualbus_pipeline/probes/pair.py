@@ -19,6 +19,12 @@ XADDed to a deleted key would recreate it *without* a TTL. A reply later than th
 does recreate such a key; every pair probe first sweeps those orphans (reply streams with no
 TTL: ours always have one) in a bounded SCAN.
 
+**Hot path** (`probe_pair_hot`): ``pair_hot_count`` round trips back to back, one in flight,
+each sent when the previous reply arrived (kind ``pair_hot``, on a reply stream of its own).
+Like the engines' hot series it reads the platform's own cost of a round trip without the idle
+wake-ups a paced round trip pays in three processes. runner.py runs it one pair at a time after
+the paced series, only for pairs that got a reply; it stops at its first failure.
+
 Status: ``failed`` when fewer than half of the round trips came back, ``degraded`` below
 99 %, ``operational`` otherwise.
 """
@@ -57,11 +63,11 @@ def reply_key(run_id: str, pair: Pair, series: str = "") -> str:
 
 
 async def probe_pair(pair: Pair, topology: Topology, settings: ProbeSettings, run_id: str,
-                     *, count: int | None = None, phase_ns: int = 0,
+                     *, count: int | None = None, start_at_ns: int | None = None,
                      series: str = "") -> PairResult:
     """Measure round trips for one pair; failures are samples, never exceptions."""
     return await in_thread(lambda: probe_pair_blocking(pair, topology, settings, run_id,
-                                                       count=count, phase_ns=phase_ns,
+                                                       count=count, start_at_ns=start_at_ns,
                                                        series=series),
                            name=f"dualbus-pair-{pair.from_}-{pair.to}")
 
@@ -118,10 +124,11 @@ class _PairRun:
 
 
 def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings, run_id: str,
-                        *, count: int | None = None, phase_ns: int = 0,
+                        *, count: int | None = None, start_at_ns: int | None = None,
                         series: str = "") -> PairResult:
-    """``count`` round trips (default ``pair_count``), the schedule shifted by ``phase_ns``
-    so that pairs measured together never send at the same instant (runner.py); ``series``
+    """``count`` round trips (default ``pair_count``), the first due at ``start_at_ns``
+    (default: 5 ms from now); pairs measured together get starts on distinct phases of one
+    grid, so they never send at the same instant (runner.py); ``series``
     names the reply stream of a window alone or a re-measure."""
     a, b = topology.engine(pair.from_), topology.engine(pair.to)
     bus = topology.bus(a.bus)
@@ -133,7 +140,7 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
     try:
         setup_error = _setup(run)
         if setup_error is None:
-            got, still = _round_trips(run, n, phase_ns)
+            got, still = _round_trips(run, n, start_at_ns)
             batch.extend(got)
     finally:
         run.link.close()
@@ -172,7 +179,8 @@ def _setup(run: _PairRun) -> str | None:
     return None
 
 
-def _round_trips(run: _PairRun, n: int, phase_ns: int) -> tuple[SampleBatch, int]:
+def _round_trips(run: _PairRun, n: int,
+                 start_at_ns: int | None) -> tuple[SampleBatch, int]:
     """The paced round trips with their re-takes; (samples, host-delayed samples counted)."""
     s = run.settings
     timeout_ns = int(s.pair_timeout_s * 1e9)
@@ -201,7 +209,8 @@ def _round_trips(run: _PairRun, n: int, phase_ns: int) -> tuple[SampleBatch, int
     def measure(count: int, first_k: int) -> SampleBatch:
         sends = paced_sends(
             count, int(1e9 / s.pair_rate_per_s),
-            now_ns() + 5_000_000 + (phase_ns if first_k == 0 else 0), watch=watch,
+            start_at_ns if first_k == 0 and start_at_ns is not None
+            else now_ns() + 5_000_000, watch=watch,
             send=send, first_k=first_k,
             stopped=lambda: (run.link.last_error if run.link.given_up else None)
             or listener.error)
@@ -214,6 +223,70 @@ def _round_trips(run: _PairRun, n: int, phase_ns: int) -> tuple[SampleBatch, int
         return retaken(n, s.retake_fraction, watch, measure)
     finally:
         listener.stop()
+
+
+async def probe_pair_hot(pair: Pair, topology: Topology, settings: ProbeSettings,
+                         run_id: str, n: int) -> SampleBatch:
+    """The pair's hot path (module docstring); samples only, failures included."""
+    return await in_thread(lambda: probe_pair_hot_blocking(pair, topology, settings, run_id, n),
+                           name=f"dualbus-pair-hot-{pair.from_}-{pair.to}")
+
+
+def probe_pair_hot_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
+                            run_id: str, n: int) -> SampleBatch:
+    """``n`` round trips back to back on one connection: send, then block on a reply stream
+    of its own until that round trip's reply (judged like a paced one) or its timeout. Stops
+    at the first failure; deletes the reply stream unless a reply is still outstanding."""
+    a, b = topology.engine(pair.from_), topology.engine(pair.to)
+    url = topology.bus(a.bus).url
+    key = reply_key(run_id, pair, "hot")
+    out = SampleBatch(target=pair.key, kind="pair_hot")
+    timeout_ns = int(settings.pair_timeout_s * 1e9)
+    block_ms = max(1, int(settings.pair_timeout_s * 500))  # below the socket timeout
+    last = b"0-0"
+    outstanding = False
+    try:
+        with RespConnection.open(url, settings.pair_timeout_s) as conn:
+            conn.atomic(("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1"),
+                        ("EXPIRE", key, settings.key_ttl_s))
+            for _ in range(n):
+                cid = uuid.uuid4().hex
+                reply: Reply | None = None
+                duplicates = 0
+                start = now_ns()
+                why: str | None = None
+                if conn.call_packed(pack(
+                        "XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
+                        "correlation_id", cid, "sent_ns", start, "forward_to", b.stream,
+                        "reply_to", key)) is None:
+                    why = f"stream {a.stream!r} does not exist (not created)"
+                while why is None and reply is None and now_ns() - start < timeout_ns:
+                    left_ms = (timeout_ns - (now_ns() - start)) // 1_000_000
+                    got = conn.call("XREAD", "COUNT", 100, "BLOCK",
+                                    max(1, min(left_ms, block_ms)), "STREAMS", key, last)
+                    t = now_ns()
+                    for entry_id, fields in (got[0][1] if got else []):
+                        last = entry_id
+                        f = dict(zip(fields[::2], fields[1::2], strict=False))
+                        if f.get(b"correlation_id", b"").decode(errors="replace") != cid:
+                            continue  # the init entry, or a late reply of an earlier one
+                        if reply is None:
+                            reply = Reply(t, f.get(b"replied_by", b"").decode(errors="replace"))
+                        else:
+                            duplicates += 1
+                why = why or judge_reply(reply, duplicates, start, timeout_ns, a.name, b.name)
+                out.add(start, start, reply.at_ns if reply is not None else now_ns(),
+                        why is None, 0, why, start_ns=start)
+                if why is not None:
+                    outstanding = reply is None
+                    break
+    except Exception as exc:  # a failed sample; the paced series says what the bus does
+        t = now_ns()
+        out.add(t, t, t, False, 0, connect_error_text(exc))
+        outstanding = True
+    if not outstanding:
+        _delete(url, settings.pair_timeout_s, key)
+    return out
 
 
 def _judged(run: _PairRun, sends: Sends, first_k: int, listener_error: str | None,

@@ -13,7 +13,8 @@ each other.
   else read p90 3.2–9.7 ms where one at a time reads ~1.6 ms (docs/decisions.md). Raised, pairs
   go in waves of up to that many that share no engine (two pairs sharing an engine would queue
   behind each other in that engine's consumer), the pairs of a wave on distinct phases of the
-  send period, with windows alone and the same guard as engines (`probe_pairs`).
+  send period, with windows alone and the same guard as engines (`probe_pairs`). Then each
+  pair's hot path (back-to-back round trips, pair.py), one pair at a time.
 * Engines run after buses and before pairs, never alongside the capacity burst.
 
 A dead target costs about its timeout (see each probe); no probe raises for a failed
@@ -38,9 +39,11 @@ from dualbus_pipeline.probes.model import (
     RunResult,
     SampleBatch,
 )
-from dualbus_pipeline.probes.pair import probe_pair
+from dualbus_pipeline.probes.pair import probe_pair, probe_pair_hot
 from dualbus_pipeline.probes.stats import slowed, summarize
 from dualbus_pipeline.probes.timing import now_ns
+
+WAVE_LEAD_NS = 50_000_000  # a wave's first sends are due this long after it is planned
 
 
 async def probe_buses(topology: Topology, run_id: str) -> list[BusResult]:
@@ -107,8 +110,12 @@ async def probe_pairs(topology: Topology, run_id: str) -> list[PairResult]:
             solo[i] = alone.summary.p50
     done: dict[int, PairResult] = {}
     for wave in waves:
-        results = await asyncio.gather(*(one(pairs[i], phase_ns=k * interval // len(wave))
-                                         for k, i in enumerate(wave)))
+        # one grid for the wave, from a common origin: each thread's own "now" would differ
+        # by its start-up delay and could put two pairs' sends on the same instant
+        origin = now_ns() + WAVE_LEAD_NS
+        results = await asyncio.gather(*(
+            one(pairs[i], start_at_ns=origin + k * interval // len(wave) if len(wave) > 1
+                else None) for k, i in enumerate(wave)))
         done.update(zip(wave, results, strict=True))
     budget_end = now_ns() + int(settings.remeasure_budget_s * 1e9)
     needs = int((settings.pair_count + 1) / settings.pair_rate_per_s * 1e9)
@@ -130,7 +137,23 @@ async def probe_pairs(topology: Topology, run_id: str) -> list[PairResult]:
                     invalid_reason=f"inconclusive: {why}, and the re-measure budget "
                     f"(probe.remeasure_budget_s {settings.remeasure_budget_s:g}) was spent")
         done[i] = dataclasses.replace(r, summary=s)
+    if settings.pair_hot_count:  # the hot path, one pair at a time, where replies came back
+        for i, pair in enumerate(pairs):
+            if done[i].summary.ok:
+                done[i] = await _with_hot(done[i], pair, topology, run_id)
     return [done[i] for i in range(len(pairs))]
+
+
+async def _with_hot(r: PairResult, pair: Pair, topology: Topology, run_id: str) -> PairResult:
+    settings = topology.probe
+    try:
+        batch = await probe_pair_hot(pair, topology, settings, run_id, settings.pair_hot_count)
+    except Exception as exc:  # the paced figures stand; the hot path reads "no data"
+        batch = SampleBatch(target=pair.key, kind="pair_hot")
+        t = now_ns()
+        batch.add(t, t, t, False, 0, _why(exc))
+    return dataclasses.replace(r, hot=summarize(batch, None, settings.min_samples),
+                               hot_samples=batch)
 
 
 def run_buses(topology: Topology, run_id: str) -> list[BusResult]:

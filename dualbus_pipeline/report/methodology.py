@@ -25,6 +25,7 @@ _SETTING_LABELS: tuple[tuple[str, str, str], ...] = (
     ("pair_rate_per_s", "Round-trip rate (paced)", "/s"),
     ("pair_timeout_s", "Round-trip timeout", "s"),
     ("pair_solo_count", "Round trips per pair probed alone (concurrency guard)", ""),
+    ("pair_hot_count", "Back-to-back round trips per pair (hot path)", ""),
     ("late_bound_ms", "Host delay (lateness, CPU pressure) that re-takes a sample", " ms"),
     ("retake_fraction", "Re-takes allowed (share of a schedule)", ""),
     ("guard_ratio", "Concurrency guard: p50 together ÷ alone that re-measures", "×"),

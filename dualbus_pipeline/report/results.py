@@ -91,11 +91,13 @@ def _bus(t: Row, detail: Row, ping: Row | None, delivery: Row | None, info: Row,
     }
 
 
-def _pair(t: Row, detail: Row, s: Row | None) -> Row:
+def _pair(t: Row, detail: Row, s: Row | None, hot: Row | None) -> Row:
     return {
         "from": detail.get("from"), "to": detail.get("to"), "bus": detail.get("bus"),
         "status": t["status"], "status_reason": t["status_reason"],
         "roundtrip_ms": _latency(s),
+        "hot_roundtrip_ms": _latency(hot if hot and hot["valid"] else None),
+        "hot_samples": hot["count"] if hot else 0,
         "success_ratio": _round(s["success_ratio"]) if s else None,
         "samples": s["count"] if s else 0,
         "valid": bool(s["valid"]) if s else False,
@@ -144,7 +146,8 @@ def _targets(bundle: dict[str, Any]) -> tuple[list[Row], list[Row], list[Row]]:
                               summaries.get(("bus", name, "delivery")), info.get(name, {}),
                               streams.get(name, [])))
         elif t["scope"] == "pair":
-            pairs.append(_pair(t, detail, summaries.get(("pair", name, "roundtrip"))))
+            pairs.append(_pair(t, detail, summaries.get(("pair", name, "roundtrip")),
+                               summaries.get(("pair", name, "hot"))))
     return engines, buses, pairs
 
 

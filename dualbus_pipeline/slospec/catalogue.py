@@ -113,6 +113,10 @@ CATALOGUE: dict[str, Indicator] = {i.name: i for i in (
     _i("pair.roundtrip_ms", "pair", "samples", "ms", "lower", DISTRIBUTION_AGGREGATES,
        "probe → engine A's stream → engine B's stream → probe (dualbus probe protocol)",
        "pair_measurements", "pair_samples", sample_kind="pair_roundtrip", metric="roundtrip"),
+    _i("pair.hot_roundtrip_ms", "pair", "samples", "ms", "lower", DISTRIBUTION_AGGREGATES,
+       "the same round trip back to back, one in flight: the platform's own cost of a "
+       "cross-engine hop without the idle wake-ups a paced round trip pays",
+       "pair_measurements", "pair_samples", sample_kind="pair_hot", metric="hot"),
     _i("pair.success_ratio", "pair", "ratio", "ratio", "higher", ("ratio",),
        "round trips answered within the timeout / round trips sent", "pair_measurements",
        "pair_samples", sample_kind="pair_roundtrip", metric="roundtrip"),

@@ -208,7 +208,9 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
             run_id, chain((e.samples for e in engines),
                           (e.hot_samples for e in engines if e.hot_samples is not None))),
         "bus_samples": _sample_table(run_id, (s for b in buses for s in b.samples)),
-        "pair_samples": _sample_table(run_id, (p.samples for p in pairs)),
+        "pair_samples": _sample_table(
+            run_id, chain((p.samples for p in pairs),
+                          (p.hot_samples for p in pairs if p.hot_samples is not None))),
     }
     for name, data in tables.items():
         insert_arrow(con, name, data, derived=_SAMPLE_DERIVED)
@@ -238,6 +240,8 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
                         "throughput": None, "capacity_messages": None,
                         "detail": json.dumps({"from": p.from_, "to": p.to, "bus": p.bus})})
         summaries.append(_summary_row(run_id, "pair", key, "roundtrip", p.summary))
+        if p.hot is not None:
+            summaries.append(_summary_row(run_id, "pair", key, "hot", p.hot))
     if targets:
         insert_arrow(con, "targets", pa.Table.from_pylist(targets, schema=_TARGETS_SCHEMA))
     if summaries:

@@ -32,11 +32,12 @@ TINY = {"probe": {"engine_requests": 20, "engine_rate_per_s": 200, "engine_timeo
                   "bus_delivery_rate_per_s": 400, "bus_capacity_messages": 1000,
                   "bus_timeout_s": 0.5, "pair_count": 10, "pair_rate_per_s": 200,
                   "pair_timeout_s": 0.5, "min_samples": 5, "engine_hot_requests": 5,
+                  "pair_hot_count": 5,
                   "late_bound_ms": 50}}
 ENGINES, PAIRS = 2, 1
-# counted samples (re-takes are stored too, flagged `replaced`): paced + hot per engine
+# counted samples (re-takes are stored too, flagged `replaced`): paced + hot per engine/pair
 SAMPLES = {"engine_samples": ENGINES * (20 + 5), "bus_samples": 20 + 20,
-           "pair_samples": PAIRS * 10}
+           "pair_samples": PAIRS * (10 + 5)}
 # per-run tables that only a completed run may have rows in
 RUN_TABLES = (*SAMPLES, "summaries", "targets", "bus_info", "stream_stats", "slo_results")
 

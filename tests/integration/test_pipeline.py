@@ -26,6 +26,7 @@ SMALL_PROBE = {"probe": {"engine_requests": 40, "engine_rate_per_s": 400,
                          "bus_delivery_rate_per_s": 600, "bus_capacity_messages": 3000,
                          "pair_count": 15, "pair_rate_per_s": 150,
                          "engine_max_send_rate_per_s": 800, "engine_hot_requests": 10,
+                         "pair_hot_count": 10,
                          "late_bound_ms": 50}}
 
 
@@ -69,12 +70,14 @@ def test_run_twice_stores_both_runs_with_every_sample(
     assert "✓ engine_measurements" in out and "report: " in out
     assert _count(wh, "SELECT count(*) FROM runs WHERE status = 'completed'") == 2
     # every counted sample of every run (re-takes are stored too, flagged): 4 engines × 40
-    # paced requests and 10 back to back on the 3 that answer, pairs 15, buses 60 + 60
+    # paced requests and 10 back to back on the 3 that answer, pairs 15 + 10, buses 60 + 60
     assert _count(wh, "SELECT count(*) FROM engine_samples WHERE kind = 'engine_http' "
                       "AND NOT replaced") == 2 * 4 * 40
     assert _count(wh, "SELECT count(*) FROM engine_samples WHERE kind = 'engine_hot'") == \
         2 * 3 * 10
-    assert _count(wh, "SELECT count(*) FROM pair_samples WHERE NOT replaced") == 2 * 15
+    assert _count(wh, "SELECT count(*) FROM pair_samples WHERE kind = 'pair_roundtrip' "
+                      "AND NOT replaced") == 2 * 15
+    assert _count(wh, "SELECT count(*) FROM pair_samples WHERE kind = 'pair_hot'") == 2 * 10
     assert _count(wh, "SELECT count(*) FROM bus_samples WHERE NOT replaced") == \
         2 * 2 * (60 + 60)
     assert _count(wh, "SELECT count(*) FROM targets WHERE target = 'gateway' "

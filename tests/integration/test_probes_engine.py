@@ -196,8 +196,9 @@ def test_hot_series_is_back_to_back_and_capped_by_max_rate() -> None:
 
 
 def guard_settings(**update: float) -> ProbeSettings:
-    """Two engines served by ONE blocking server (8 ms per request): alone each is served
-    within its 10 ms period; together their requests queue behind each other."""
+    """Two engines served by ONE blocking server (6 ms per request): alone each is served
+    within its 10 ms period (4 ms to spare on a busy host); together a request arrives every
+    5 ms and the queue grows without bound."""
     return FAST.model_copy(update={"engine_requests": 20, "engine_rate_per_s": 100,
                                    "engine_max_send_rate_per_s": 200,
                                    "engine_solo_requests": 5, "min_samples": 5,
@@ -206,7 +207,7 @@ def guard_settings(**update: float) -> ProbeSettings:
 
 
 def test_guard_re_measures_alone_an_engine_that_concurrency_slows() -> None:
-    with health_server(delay_ms=8) as srv:
+    with health_server(delay_ms=6) as srv:
         engines = [Engine(name=n, url=srv.url, bus="b", stream="s", group="g")
                    for n in ("left", "right")]
         results = asyncio.run(probe_engines_staggered(engines, guard_settings()))
@@ -215,11 +216,12 @@ def test_guard_re_measures_alone_an_engine_that_concurrency_slows() -> None:
         assert s.note is not None and s.note.startswith("re-measured alone: "), s
         assert "engines in flight was" in s.note
         assert s.valid and not s.inconclusive and s.solo_p50 is not None
-        assert s.p50 is not None and s.p50 < 1.2 * s.solo_p50 + 1.0  # alone again
+        # alone again: served within its period, not the growing queue of the together run
+        assert s.p50 is not None and s.p50 < 2 * s.solo_p50
 
 
 def test_guard_without_budget_makes_the_slowed_engine_inconclusive() -> None:
-    with health_server(delay_ms=8) as srv:
+    with health_server(delay_ms=6) as srv:
         engines = [Engine(name=n, url=srv.url, bus="b", stream="s", group="g")
                    for n in ("left", "right")]
         results = asyncio.run(probe_engines_staggered(

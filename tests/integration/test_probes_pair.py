@@ -84,7 +84,9 @@ def test_slow_hop_is_measured(redis_server: RedisProcess) -> None:
         a.stop()
         b.stop()
     assert a.handled == b.handled == len(res.samples)  # A forwarded, B replied
-    assert res.summary.p50 is not None and 3.0 <= res.summary.p50 <= 6.0, res.summary
+    # the hop's 3 ms is in every round trip; the bound above only says no queueing or
+    # schedule time was charged (a busy host may add its own delays, not tens of ms)
+    assert res.summary.p50 is not None and 3.0 <= res.summary.p50 < 30.0, res.summary
 
 
 def test_no_responder_means_failed_samples_not_exception(redis_server: RedisProcess) -> None:
@@ -225,3 +227,54 @@ def test_pairs_measured_together_send_on_distinct_phases(
     period = 1e9 / SETTINGS.pair_rate_per_s
     offset = (second[0] - first[0]) % period
     assert offset == pytest.approx(period / 2, abs=period * 0.25)
+
+
+def test_hot_path_runs_back_to_back_through_both_engines(
+        redis_server: RedisProcess, responders: list[Responder]) -> None:
+    """After the paced series, the runner sends `pair_hot_count` round trips one after the
+    other: each leaves only when the previous reply is in, each passes A then B."""
+    topo = topology(redis_server.url)
+    topo = topo.model_copy(update={"probe": topo.probe.model_copy(
+        update={"pair_hot_count": 15})})
+    (res,) = asyncio.run(probe_pairs(topo, "runh"))
+    assert res.hot is not None and res.hot_samples is not None
+    assert res.hot.count == res.hot.ok == 15
+    hot = res.hot_samples
+    assert hot.kind == "pair_hot" and hot.target == "alpha->beta"
+    for k in range(1, 15):  # one in flight: every send after the previous reply
+        assert hot.start_ns[k] >= hot.done_ns[k - 1]
+    r = redis.Redis.from_url(redis_server.url)
+    assert r.xlen("beta-stream") == len(res.samples) + 15
+    assert list(r.scan_iter(match="dualbus:probe:*")) == []
+
+
+def test_hot_path_measures_a_slow_hop_and_stops_at_a_failure(
+        redis_server: RedisProcess) -> None:
+    from dualbus_pipeline.probes.pair import probe_pair_hot_blocking
+
+    a = Responder(redis_server.url, "alpha-stream", "alpha-group", "alpha", delay_ms=3).start()
+    b = Responder(redis_server.url, "beta-stream", "beta-group", "beta").start()
+    try:
+        topo = topology(redis_server.url)
+        batch = probe_pair_hot_blocking(topo.pairs[0], topo, topo.probe, "runs", 10)
+    finally:
+        a.stop()
+        b.stop()
+    assert all(batch.ok) and len(batch) == 10
+    assert min(batch.latency_ms()) >= 3.0
+    short = Responder(redis_server.url, "alpha-stream", "alpha-group", "alpha",
+                      mode="self").start()
+    try:
+        batch = probe_pair_hot_blocking(topo.pairs[0], topo, topo.probe, "runf", 10)
+    finally:
+        short.stop()
+    assert len(batch) == 1 and batch.error == [
+        "short-circuited: alpha replied itself instead of forwarding to beta"]
+
+
+def test_no_hot_path_for_a_pair_that_never_answered(redis_server: RedisProcess) -> None:
+    r = redis.Redis.from_url(redis_server.url)
+    r.xgroup_create("alpha-stream", "alpha-group", id="$", mkstream=True)  # nobody consumes
+    topo = topology(redis_server.url)
+    (res,) = asyncio.run(probe_pairs(topo, "runn"))
+    assert res.summary.ok == 0 and res.hot is None and res.hot_samples is None

@@ -34,6 +34,7 @@ PROBE = {"probe": {"engine_requests": 60, "engine_rate_per_s": 300,
                    "bus_ping_count": 50, "bus_delivery_count": 120,
                    "bus_delivery_rate_per_s": 400, "bus_capacity_messages": 3000,
                    "pair_count": 30, "pair_rate_per_s": 150, "pair_timeout_s": 0.5,
+                   "pair_hot_count": 10,
                    "engine_hot_requests": 10, "late_bound_ms": 50}}
 WRITES = {"XADD", "XGROUP", "EXPIRE", "PEXPIRE", "EXPIREAT", "DEL", "UNLINK", "XACK", "XDEL",
           "XTRIM", "XCLAIM", "XAUTOCLAIM", "XSETID", "SET", "SETEX", "HSET", "LPUSH", "RPUSH",
@@ -192,17 +193,20 @@ def test_full_run_writes_only_probe_keys_and_protocol_messages_at_capped_rates(
             assert set(f) == {"message_type", "correlation_id", "sent_ns", "forward_to",
                               "reply_to"}
             assert f["message_type"] == "dualbus.probe" and f["forward_to"] == "beta-stream"
-            assert f["reply_to"] == f"{prefix}reply:alpha-beta"
+            # the paced series, then the hot path on a reply stream of its own
+            assert f["reply_to"] in (f"{prefix}reply:alpha-beta",
+                                     f"{prefix}reply:alpha-beta:hot"), f
             protocol += 1
             continue
         assert all(k.startswith(prefix) for k in keys), words
         if cmd == "XADD":
             assert "MAXLEN" in words, words  # every probe stream is capped
-    assert protocol == 30
+    assert protocol == 30 + 10
     # the engines did their part of the protocol on their own connections
     engine_writes = [w for w in rec.by_engines() if w[0].upper() == "XADD"]
-    assert sum(1 for w in engine_writes if w[1] == "beta-stream") == 30
+    assert sum(1 for w in engine_writes if w[1] == "beta-stream") == 30 + 10
     assert sum(1 for w in engine_writes if w[1] == f"{prefix}reply:alpha-beta") == 30
+    assert sum(1 for w in engine_writes if w[1] == f"{prefix}reply:alpha-beta:hot") == 10
     # the probe created each of its keys together with its expiry, in one MULTI/EXEC
     for i, words in enumerate(probe):
         if words[0].upper() == "XGROUP" or (words[0].upper() == "XADD" and

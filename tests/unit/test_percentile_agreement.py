@@ -55,7 +55,7 @@ def slos() -> list[Slo]:
     out = []
     for scope, indicator in (("engine", "engine.latency_ms"), ("engine", "engine.hot_latency_ms"),
                              ("bus", "bus.ping_ms"), ("bus", "bus.delivery_latency_ms"),
-                             ("pair", "pair.roundtrip_ms")):
+                             ("pair", "pair.roundtrip_ms"), ("pair", "pair.hot_roundtrip_ms")):
         for agg in AGGREGATES:
             out.append(Slo.model_validate({
                 "name": f"{indicator.replace('.', '_')}_{agg}", "scope": scope,
@@ -87,8 +87,10 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, Any, di
                                streams=[], samples=[ping, delivery]))
     for (a, b), n in ((("risk", "ml"), 50), (("ml", "risk"), 137)):
         rt = batch(f"{a}->{b}", "pair_roundtrip", n, rng)
+        hot = batch(f"{a}->{b}", "pair_hot", n, rng)
         pairs.append(PairResult(from_=a, to=b, bus="logic", status="operational",
-                                status_reason="ok", summary=summarized(rt), samples=rt))
+                                status_reason="ok", summary=summarized(rt), samples=rt,
+                                hot=summarize(hot, None, 20), hot_samples=hot))
     wh = Warehouse(tmp_path_factory.mktemp("pct") / "w.duckdb")
     begin_run(wh, "r1", "Test")
     with wh.transaction() as con:
@@ -108,7 +110,8 @@ def figure(results: dict[str, Any], indicator: str, target: str, agg: str) -> fl
              "engine.hot_latency_ms": ("engines", "hot_latency_ms"),
              "bus.ping_ms": ("buses", "ping_ms"), "bus.delivery_latency_ms": ("buses",
                                                                                "delivery_ms"),
-             "pair.roundtrip_ms": ("pairs", "roundtrip_ms")}[indicator]
+             "pair.roundtrip_ms": ("pairs", "roundtrip_ms"),
+             "pair.hot_roundtrip_ms": ("pairs", "hot_roundtrip_ms")}[indicator]
     for t in results[field[0]]:
         name = f"{t['from']}->{t['to']}" if field[0] == "pairs" else t["name"]
         if name == target:
@@ -125,7 +128,7 @@ def test_every_slo_percentile_equals_the_results_json_figure(
         assert r.value == figure(results, r.indicator, r.target, r.aggregate), \
             (r.slo, r.target)
         checked += 1
-    assert checked == 5 * 3 * 2  # five indicators, three percentiles, two targets each
+    assert checked == 6 * 3 * 2  # six indicators, three percentiles, two targets each
     # and results.json's own slos[] carry the same value as its tables
     for s in results["slos"]:
         assert s["value"] == figure(results, s["indicator"], s["target"], s["aggregate"])
@@ -141,7 +144,8 @@ def test_an_interpolating_percentile_would_disagree(
                            "engine.hot_latency_ms": ("engine_samples", "engine_hot"),
                            "bus.ping_ms": ("bus_samples", "bus_ping"),
                            "bus.delivery_latency_ms": ("bus_samples", "bus_delivery"),
-                           "pair.roundtrip_ms": ("pair_samples", "pair_roundtrip")}[r.indicator]
+                           "pair.roundtrip_ms": ("pair_samples", "pair_roundtrip"),
+                           "pair.hot_roundtrip_ms": ("pair_samples", "pair_hot")}[r.indicator]
             values = [v for (v,) in con.execute(
                 f"SELECT latency_ms FROM {table} WHERE run_id = 'r1' AND target = ? "
                 "AND kind = ?", [r.target, kind]).fetchall()]

@@ -166,8 +166,10 @@ def test_shipped_slos_load_and_cover_the_seed_targets() -> None:
     assert slos["system_availability"].objective.text() == "> 0.9"
     assert slos["system_availability"].key and slos["system_availability"].severity == "error"
     assert slos["engine_success_ratio"].objective.text() == "> 0.95"
-    assert slos["pair_roundtrip_p90"].objective.text() == "< 3"
-    assert slos["pair_roundtrip_p90"].aggregate == "p90"
+    assert slos["pair_roundtrip_hot_p50"].objective.text() == "< 3"
+    assert slos["pair_roundtrip_hot_p50"].indicator == "pair.hot_roundtrip_ms"
+    assert slos["pair_roundtrip_hot_p50"].severity == "error"
+    assert slos["pair_roundtrip_p90"].objective.text() == "< 10"
     assert slos["engine_latency_p50_optimization"].indicator == "engine.hot_latency_ms"
     assert slos["system_availability_7d"].window == "7d"
     assert {s.indicator for s in slos.values()} >= {
