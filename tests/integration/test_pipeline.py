@@ -68,6 +68,7 @@ def test_run_twice_stores_both_runs_with_every_sample(
         assert main(["run", "--config", _config(foreign), "--warehouse", str(wh)]) == 0
     out = capsys.readouterr().out
     assert "✓ engine_measurements" in out and "report: " in out
+    assert "✓ probes " in out and "Dagster started in " in out
     assert _count(wh, "SELECT count(*) FROM runs WHERE status = 'completed'") == 2
     # every counted sample of every run (re-takes are stored too, flagged): 4 engines × 40
     # paced requests and 10 back to back on the 3 that answer, pairs 15 + 10, buses 60 + 60
