@@ -179,10 +179,6 @@ def asyncio_client_p50(port: int, requests: int, rate: float) -> float:
     return asyncio.run(run())
 
 
-def best_of(fn: Any, rounds: int) -> list[float]:
-    return [float(fn()) for _ in range(rounds)]
-
-
 def median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 

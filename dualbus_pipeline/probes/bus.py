@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.burst import run_burst
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
-from dualbus_pipeline.probes.model import BusResult, BusStatus, SampleBatch, StreamStat
+from dualbus_pipeline.probes.model import (
+    OPERATIONAL_SUCCESS,
+    BusResult,
+    BusStatus,
+    SampleBatch,
+    StreamStat,
+)
 from dualbus_pipeline.probes.paced import Listener, paced_sends, retaken
 from dualbus_pipeline.probes.resp import (
     PING,
@@ -41,7 +47,6 @@ from dualbus_pipeline.probes.timing import in_thread, now_ns
 PROBE_PREFIX = "dualbus:probe:"
 GROUP = "dualbus-probe"
 MAX_CONSECUTIVE_CONNECT_FAILURES = 3
-OPERATIONAL_SUCCESS = 0.99
 T = TypeVar("T")
 
 INFO_FIELDS = ("instantaneous_ops_per_sec", "connected_clients", "blocked_clients",

@@ -42,12 +42,17 @@ from dualbus_pipeline.probes.engine_prober import (
     START_DELAY_NS,
     EngineProber,
 )
-from dualbus_pipeline.probes.model import EngineResult, EngineStatus, SampleBatch, Summary
+from dualbus_pipeline.probes.model import (
+    OPERATIONAL_SUCCESS,
+    EngineResult,
+    EngineStatus,
+    SampleBatch,
+    Summary,
+)
 from dualbus_pipeline.probes.retake import HostWatch, budget, delayed_counted, replace_delayed
 from dualbus_pipeline.probes.stats import slowed, summarize
 from dualbus_pipeline.probes.timing import in_thread, now_ns, run_on_precise_loop
 
-OPERATIONAL_SUCCESS = 0.99
 UNHEALTHY_BELOW = 0.5
 FD_RESERVE = 256  # descriptors left for the rest of the process
 LONG_ENGINE_PHASE_S = 30.0  # beyond this, `run` and `validate` say which settings shorten it

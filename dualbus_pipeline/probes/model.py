@@ -31,6 +31,10 @@ SampleKind = Literal[
     "pair_hot",         # the same, back to back (the hot path)
 ]
 
+# A target is "operational" at or above this success ratio, in every probe (else degraded or
+# worse, each probe says how).
+OPERATIONAL_SUCCESS = 0.99
+
 EngineStatus = Literal["operational", "degraded", "unhealthy", "unreachable"]
 BusStatus = Literal["operational", "degraded", "unreachable"]
 PairStatus = Literal["operational", "degraded", "failed"]

@@ -40,7 +40,12 @@ from dataclasses import dataclass, field
 from dualbus_pipeline.config import Engine, Pair, ProbeSettings, Topology
 from dualbus_pipeline.probes.bus import PROBE_PREFIX, Link, only_probe_keys
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
-from dualbus_pipeline.probes.model import PairResult, PairStatus, SampleBatch
+from dualbus_pipeline.probes.model import (
+    OPERATIONAL_SUCCESS,
+    PairResult,
+    PairStatus,
+    SampleBatch,
+)
 from dualbus_pipeline.probes.paced import Listener, Sends, paced_sends, retaken
 from dualbus_pipeline.probes.resp import RespConnection, RespError, connect_error_text, pack
 from dualbus_pipeline.probes.retake import HostWatch
@@ -48,7 +53,6 @@ from dualbus_pipeline.probes.stats import summarize
 from dualbus_pipeline.probes.timing import in_thread, now_ns
 
 PROBE_TYPE = "dualbus.probe"
-OPERATIONAL_SUCCESS = 0.99
 FAILED_BELOW = 0.5
 ORPHAN_PATTERN = f"{PROBE_PREFIX}*:reply:*"
 SWEEP_MAX_CALLS = 50       # SCAN COUNT 1000 calls per sweep: bounded work on a big keyspace

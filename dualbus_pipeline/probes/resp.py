@@ -230,10 +230,6 @@ class RespConnection:
                 self._sock.close()
             self._sock = None
 
-    def set_timeout(self, timeout_s: float | None) -> None:
-        if self._sock is not None:
-            self._sock.settimeout(timeout_s)
-
     def send(self, data: bytes) -> None:
         if self._sock is None:
             raise ConnectionResetError("not connected")
