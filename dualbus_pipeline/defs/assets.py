@@ -77,11 +77,11 @@ def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
                      buses: BusesResource, warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
-        assert [b.name for b in buses.buses()] == [b.name for b in cfg.topology.buses]
         phase = _measure(cfg, context.run.run_id, "buses")
     result: list[BusResult] = phase.results
     probed = phase.seconds
     meta: dict[str, Any] = _probe_meta(phase)
+    meta["buses"] = ", ".join(b.name for b in buses.buses())  # what the topology declares
     for b in result:
         meta[f"{b.name}_status"] = b.status
         meta[f"{b.name}_ping_p50_ms"] = _num(b.ping.p50)
@@ -101,12 +101,12 @@ def engine_measurements(context: AssetExecutionContext, topology: TopologyResour
                         warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
     with recording_failure(wh, context.run.run_id):
-        assert len(engines.engines()) == len(cfg.topology.engines)
         phase = _measure(cfg, context.run.run_id, "engines")
     result: list[EngineResult] = phase.results
     probed = phase.seconds
     operational = sum(1 for e in result if e.status == "operational")
     meta: dict[str, Any] = {
+        "engines_declared": len(engines.engines()),  # what the topology declares
         "engines_total": len(result),
         "engines_operational": operational,
         "availability": _num(operational / len(result)) if result else _num(None),

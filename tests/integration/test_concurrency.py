@@ -91,3 +91,16 @@ def test_dagster_job_and_cli_at_once(tiny: Path, tmp_path: Path) -> None:
     assert cli_code == 0, cli_err
     assert dg_code == 0, dg_err[-3000:]
     _assert_both_or_one_refused([(cli_code, cli_err), (dg_code, "")], wh)
+    # the probe assets say, from their resources, which targets the topology declares
+    from dagster import AssetKey, DagsterInstance
+
+    from dualbus_pipeline.config import load_config
+
+    topo = load_config(tiny).topology
+    with DagsterInstance.from_config(str(home)) as instance:
+        events = {key: instance.get_latest_materialization_event(AssetKey(key))
+                  for key in ("bus_measurements", "engine_measurements")}
+    meta = {k: e.asset_materialization.metadata for k, e in events.items()
+            if e is not None and e.asset_materialization is not None}
+    assert meta["bus_measurements"]["buses"].value == ", ".join(b.name for b in topo.buses)
+    assert meta["engine_measurements"]["engines_declared"].value == len(topo.engines)
