@@ -124,13 +124,6 @@ class AlertSink(_Model):
             raise ValueError("must be an Apprise URL like json://host:port/path or slack://...")
         return v
 
-    @property
-    def safe_url(self) -> str:
-        """Password, query values and token-like path parts masked (alerts.notify)."""
-        from dualbus_pipeline.alerts.notify import safe_sink_url
-
-        return safe_sink_url(self.url)
-
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 
