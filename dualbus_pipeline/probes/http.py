@@ -1,16 +1,19 @@
-"""A lean HTTP/1.1 keep-alive GET client: a sans-IO response parser plus an asyncio Protocol.
+"""A lean HTTP/1.1 keep-alive GET client: llhttp (``httptools``) as the sans-IO response
+parser, plus an asyncio Protocol.
 
 aiohttp's client adds ~0.15 ms to a loopback request (measured: 0.30 ms vs wrk's 0.14 ms);
 this client writes one preallocated request and parses the response in ``data_received``,
-where the completion time is taken. It understands Content-Length, chunked transfer coding
-and read-until-close bodies, HTTP/1.0 and ``Connection: close``. TLS (https) goes through
-asyncio's SSL transport unchanged.
+where the completion time is taken. Content-Length, chunked transfer coding, read-until-close
+bodies, HTTP/1.0 and ``Connection: close`` are llhttp's to get right. TLS (https) goes
+through asyncio's SSL transport unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+
+import httptools
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
@@ -26,137 +29,75 @@ def build_get(host: str, port: int, path: str) -> bytes:
 
 
 class ResponseParser:
-    """Feed bytes; ``done`` turns True once one full response is parsed."""
+    """Feed bytes; ``done`` turns True once one full response is parsed.
 
-    def __init__(self, head_request: bool = False) -> None:
-        self._buf = bytearray()
-        self._head_request = head_request
+    The parsing is llhttp's (Node.js's HTTP parser, through ``httptools``, as uvicorn uses it):
+    Content-Length, chunked bodies with extensions and trailers, interim 1xx responses, HTTP/1.0
+    and ``Connection: close``. What is ours: the size limits, and ending a read-until-close
+    body at EOF (``feed_eof``)."""
+
+    def __init__(self) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.body = bytearray()
         self.keep_alive = True
         self.done = False
-        # head | length | chunk_size | chunk_data | chunk_crlf | trailers | close
-        self._mode = "head"
-        self._remaining = 0
+        self._header_bytes = 0
+        self._until_close = False
+        self._parser = httptools.HttpResponseParser(self)
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
-        self._advance()
+        if self.done:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, HttpParseError):  # one of our limits
+                raise exc.__context__ from None
+            raise HttpParseError(f"malformed ({exc})") from None
+        except httptools.HttpParserError as exc:  # llhttp says why, e.g. "Expected HTTP/"
+            raise HttpParseError(f"malformed ({exc or type(exc).__name__})") from None
 
     def feed_eof(self) -> None:
         """The peer closed: completes a read-until-close body, else it is an error."""
         if self.done:
             return
-        if self._mode == "close":
-            self.body += self._buf
-            self._buf.clear()
+        if self._until_close:
             self.done = True
             self.keep_alive = False
             return
         raise HttpParseError("connection closed before the response was complete")
 
-    def _advance(self) -> None:
-        buf = self._buf
-        while not self.done:
-            mode = self._mode
-            if mode == "head":
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEADER_BYTES:
-                        raise HttpParseError("response headers too large")
-                    return
-                self._parse_head(bytes(buf[:end]))
-                del buf[:end + 4]
-            elif mode == "length":
-                take = min(self._remaining, len(buf))
-                self._append(buf[:take])
-                del buf[:take]
-                self._remaining -= take
-                if self._remaining == 0:
-                    self.done = True
-                else:
-                    return
-            elif mode == "chunk_size":
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return
-                line = bytes(buf[:end]).split(b";", 1)[0].strip()
-                del buf[:end + 2]
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise HttpParseError(f"bad chunk size {line!r}") from None
-                if size == 0:
-                    self._mode = "trailers"
-                else:
-                    self._remaining = size
-                    self._mode = "chunk_data"
-            elif mode == "chunk_data":
-                take = min(self._remaining, len(buf))
-                self._append(buf[:take])
-                del buf[:take]
-                self._remaining -= take
-                if self._remaining:
-                    return
-                self._mode = "chunk_crlf"
-            elif mode == "chunk_crlf":
-                if len(buf) < 2:
-                    return
-                if buf[:2] != b"\r\n":
-                    raise HttpParseError("missing CRLF after a chunk")
-                del buf[:2]
-                self._mode = "chunk_size"
-            elif mode == "trailers":
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return
-                del buf[:end + 2]
-                if end == 0:  # the empty line that ends the trailers
-                    self.done = True
-            else:  # close: everything until EOF is the body
-                self._append(buf)
-                buf.clear()
-                return
+    # httptools callbacks ------------------------------------------------------------------
 
-    def _append(self, data: bytes | bytearray) -> None:
-        if len(self.body) + len(data) > MAX_BODY_BYTES:
-            raise HttpParseError("response body too large")
-        self.body += data
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HttpParseError("response headers too large")
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
 
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise HttpParseError(f"bad status line {lines[0][:80]!r}")
-        version, status = parts[0], int(parts[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
         if 100 <= status < 200:  # interim response: the real one follows
             return
         self.status = status
-        self.headers = headers
-        conn = headers.get("connection", "").lower()
-        self.keep_alive = ("close" not in conn) if version == "HTTP/1.1" else (
-            "keep-alive" in conn)
-        if self._head_request or status in (204, 304):
-            self.done = True
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self._mode = "chunk_size"
-        elif "content-length" in headers:
-            try:
-                self._remaining = int(headers["content-length"])
-            except ValueError:
-                raise HttpParseError("bad Content-Length") from None
-            self._mode = "length"
-            if self._remaining == 0:
-                self.done = True
-        else:
-            self._mode = "close"
+        self.keep_alive = self._parser.should_keep_alive()
+        framed = ("content-length" in self.headers
+                  or "chunked" in self.headers.get("transfer-encoding", "").lower())
+        if not framed and status not in (204, 304):
+            self._until_close = True
             self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        if len(self.body) + len(body) > MAX_BODY_BYTES:
+            raise HttpParseError("response body too large")
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:
+            self.headers, self._header_bytes = {}, 0
+            return
+        self.done = True
 
 
 Response = tuple[int, int, bytes, bool]  # done_ns, status, body, keep_alive

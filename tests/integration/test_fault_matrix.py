@@ -238,7 +238,7 @@ def test_engine_500_on_a_share_of_requests(engine_run: EngineRun) -> None:
 def test_engine_garbage_reply(engine_run: EngineRun) -> None:
     status, reason = target(engine_run.wh, "engine", "garbage")
     assert status == "unhealthy"
-    assert "bad response: bad status line" in reason
+    assert "bad response: malformed (Expected HTTP/" in reason, reason
     assert one(engine_run.wh, "SELECT count(*) FROM engine_samples WHERE target = 'garbage' "
                               "AND ok") == 0
 

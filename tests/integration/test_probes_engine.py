@@ -262,3 +262,24 @@ def test_response_parser_content_length_chunked_and_close() -> None:
     p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     with pytest.raises(HttpParseError):
         p.feed_eof()
+
+
+def test_response_parser_interim_limits_and_errors() -> None:
+    p = ResponseParser()  # an interim 100 Continue, then the real response
+    p.feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
+    assert p.done and p.status == 204 and p.body == b"" and p.headers == {"x-a": "1"}
+    p = ResponseParser()
+    p.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+    assert p.done and not p.keep_alive
+    p = ResponseParser()
+    with pytest.raises(HttpParseError, match="headers too large"):
+        p.feed(b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n")
+    p = ResponseParser()
+    with pytest.raises(HttpParseError, match="body too large"):
+        p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 1_100_000)
+    p = ResponseParser()
+    with pytest.raises(HttpParseError):
+        p.feed(b"SMTP ready\r\n\r\n")
+    p = ResponseParser()
+    with pytest.raises(HttpParseError):
+        p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
