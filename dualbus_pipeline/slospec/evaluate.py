@@ -27,8 +27,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from dualbus_pipeline.errors import PipelineError
+from dualbus_pipeline.indicators import MIN_SAMPLES, Indicator
 from dualbus_pipeline.slospec import grading
-from dualbus_pipeline.slospec.catalogue import MIN_SAMPLES, Indicator
 from dualbus_pipeline.slospec.model import Slo
 from dualbus_pipeline.store import baselines, slo_queries
 from dualbus_pipeline.store.slo_queries import Connection, Measured, RunRow

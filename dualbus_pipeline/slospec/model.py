@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dualbus_pipeline.slospec.catalogue import (
+from dualbus_pipeline.indicators import (
     ALL_AGGREGATES,
     CATALOGUE,
     Indicator,

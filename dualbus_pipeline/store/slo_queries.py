@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dualbus_pipeline.slospec.catalogue import PERCENTILES, SYSTEM_TARGET, Indicator
+from dualbus_pipeline.indicators import PERCENTILES, SYSTEM_TARGET, Indicator
 from dualbus_pipeline.store.bulk import insert_arrow
 
 Connection = duckdb.DuckDBPyConnection  # so slospec/ can type its argument without duckdb

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dualbus_pipeline.slospec.catalogue import CATALOGUE, MIN_SAMPLES
+from dualbus_pipeline.indicators import CATALOGUE, MIN_SAMPLES
 from dualbus_pipeline.store import baselines
 from dualbus_pipeline.store.slo_queries import Connection, measure, run_row, run_targets
 

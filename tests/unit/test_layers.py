@@ -46,6 +46,11 @@ def test_the_reference_stack_shares_no_code_with_the_probes() -> None:
                                                 "<dagster>", "<duckdb>"}, used
 
 
+def test_the_store_sits_below_the_slo_language() -> None:
+    used = imported_layers("store")
+    assert not used & {"slospec", "report", "alerts", "defs", "commands", "<dagster>"}, used
+
+
 def test_only_defs_and_the_cli_wiring_know_dagster() -> None:
     knows = {layer for layer, module in imports() if module.split(".")[0] == "dagster"}
     assert knows <= {"defs", "commands", "definitions"}, knows

@@ -12,7 +12,7 @@ import yaml
 from dualbus_pipeline.cli import main
 from dualbus_pipeline.config import shipped_dir
 from dualbus_pipeline.errors import SpecError
-from dualbus_pipeline.slospec.catalogue import CATALOGUE
+from dualbus_pipeline.indicators import CATALOGUE
 from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
 
 GOOD: dict[str, Any] = {

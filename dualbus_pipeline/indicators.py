@@ -2,7 +2,9 @@
 
 An indicator says what it measures (scope, unit, which way is better), which aggregates make
 sense for it, and where the warehouse keeps it. The store builds its SQL from these entries
-only (an allow-list): nothing a user writes in YAML is ever formatted into SQL.
+only (an allow-list): nothing a user writes in YAML is ever formatted into SQL. A leaf module
+beside the config: the store (which queries it) and the SLO language (which names it) both
+read it, and neither imports the other's way round (docs/architecture.md).
 
 Kinds (how the value is computed, see store/slo_queries.py):
 
