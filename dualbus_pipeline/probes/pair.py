@@ -169,15 +169,20 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                       status_reason=reason, summary=summary, samples=batch)
 
 
+def create_reply_stream(conn: RespConnection, key: str, settings: ProbeSettings) -> None:
+    """Create a reply stream with its MAXLEN and TTL in one MULTI/EXEC, before any engine
+    writes to it, so it carries our TTL from the start."""
+    conn.atomic(("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1"),
+                ("EXPIRE", key, settings.key_ttl_s))
+
+
 def _setup(run: _PairRun) -> str | None:
     """Sweep orphaned reply streams and create ours with its TTL; the error, or None."""
     try:
         conn = run.link.get()
         with contextlib.suppress(RespError):  # e.g. an ACL without SCAN: not our job then
             sweep_orphans(conn)
-        # The reply stream exists before any engine writes to it, so it carries our TTL.
-        conn.atomic(("XADD", run.key, "MAXLEN", "~", run.settings.stream_maxlen, "*", "init",
-                     "1"), ("EXPIRE", run.key, run.settings.key_ttl_s))
+        create_reply_stream(conn, run.key, run.settings)
     except Exception as exc:  # reported as failed samples
         return run.link.last_error or connect_error_text(exc)
     return None
@@ -251,8 +256,7 @@ def probe_pair_hot_blocking(pair: Pair, topology: Topology, settings: ProbeSetti
     outstanding = False
     try:
         with RespConnection.open(url, settings.pair_timeout_s) as conn:
-            conn.atomic(("XADD", key, "MAXLEN", "~", settings.stream_maxlen, "*", "init", "1"),
-                        ("EXPIRE", key, settings.key_ttl_s))
+            create_reply_stream(conn, key, settings)
             for _ in range(n):
                 cid = uuid.uuid4().hex
                 reply: Reply | None = None
