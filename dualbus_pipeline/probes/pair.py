@@ -34,8 +34,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from dualbus_pipeline.config import Engine, Pair, ProbeSettings, Topology
 from dualbus_pipeline.probes.bus import PROBE_PREFIX, Link, only_probe_keys
@@ -169,6 +170,27 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                       status_reason=reason, summary=summary, samples=batch)
 
 
+def send_probe(conn: RespConnection, a: Engine, b: Engine, cid: str, sent_ns: int,
+               reply_to: str) -> str | None:
+    """XADD one protocol message to A's stream (never creating it); why it was not sent, or
+    None. Connection errors raise."""
+    if conn.call_packed(pack("XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
+                             "correlation_id", cid, "sent_ns", sent_ns, "forward_to", b.stream,
+                             "reply_to", reply_to)) is None:
+        return f"stream {a.stream!r} does not exist (not created)"
+    return None
+
+
+def reply_entries(reply: Any) -> Iterator[tuple[bytes, str | None, str]]:
+    """(entry id, correlation id or None for the init entry, replied_by) of an XREAD reply
+    on one stream."""
+    for entry_id, fields in (reply[0][1] if reply else []):
+        f = dict(zip(fields[::2], fields[1::2], strict=False))
+        raw = f.get(b"correlation_id")
+        yield (entry_id, None if raw is None else raw.decode(errors="replace"),
+               f.get(b"replied_by", b"").decode(errors="replace"))
+
+
 def create_reply_stream(conn: RespConnection, key: str, settings: ProbeSettings) -> None:
     """Create a reply stream with its MAXLEN and TTL in one MULTI/EXEC, before any engine
     writes to it, so it carries our TTL from the start."""
@@ -201,14 +223,8 @@ def _round_trips(run: _PairRun, n: int,
     def send(k: int, due: int) -> str | None:
         cid = run.cids[k] = uuid.uuid4().hex
         ours.add(cid)
-        cmd = pack("XADD", run.a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
-                   "correlation_id", cid, "sent_ns", due, "forward_to", run.b.stream,
-                   "reply_to", run.key)
         try:
-            if run.link.get().call_packed(cmd) is None:
-                err: str | None = f"stream {run.a.stream!r} does not exist (not created)"
-            else:
-                err = None
+            err = send_probe(run.link.get(), run.a, run.b, cid, due, run.key)
         except Exception as exc:  # a failed sample
             err = connect_error_text(exc)
         if err is not None:
@@ -251,37 +267,18 @@ def probe_pair_hot_blocking(pair: Pair, topology: Topology, settings: ProbeSetti
     key = reply_key(run_id, pair, "hot")
     out = SampleBatch(target=pair.key, kind="pair_hot")
     timeout_ns = int(settings.pair_timeout_s * 1e9)
-    block_ms = max(1, int(settings.pair_timeout_s * 500))  # below the socket timeout
-    last = b"0-0"
     outstanding = False
     try:
         with RespConnection.open(url, settings.pair_timeout_s) as conn:
             create_reply_stream(conn, key, settings)
+            last = b"0-0"
             for _ in range(n):
-                cid = uuid.uuid4().hex
-                reply: Reply | None = None
-                duplicates = 0
-                start = now_ns()
-                why: str | None = None
-                if conn.call_packed(pack(
-                        "XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
-                        "correlation_id", cid, "sent_ns", start, "forward_to", b.stream,
-                        "reply_to", key)) is None:
-                    why = f"stream {a.stream!r} does not exist (not created)"
-                while why is None and reply is None and now_ns() - start < timeout_ns:
-                    left_ms = (timeout_ns - (now_ns() - start)) // 1_000_000
-                    got = conn.call("XREAD", "COUNT", 100, "BLOCK",
-                                    max(1, min(left_ms, block_ms)), "STREAMS", key, last)
-                    t = now_ns()
-                    for entry_id, fields in (got[0][1] if got else []):
-                        last = entry_id
-                        f = dict(zip(fields[::2], fields[1::2], strict=False))
-                        if f.get(b"correlation_id", b"").decode(errors="replace") != cid:
-                            continue  # the init entry, or a late reply of an earlier one
-                        if reply is None:
-                            reply = Reply(t, f.get(b"replied_by", b"").decode(errors="replace"))
-                        else:
-                            duplicates += 1
+                cid, start = uuid.uuid4().hex, now_ns()
+                why = send_probe(conn, a, b, cid, start, key)
+                reply, duplicates = None, 0
+                if why is None:
+                    reply, duplicates, last = _await_reply(conn, key, last, cid, start,
+                                                           timeout_ns)
                 why = why or judge_reply(reply, duplicates, start, timeout_ns, a.name, b.name)
                 out.add(start, start, reply.at_ns if reply is not None else now_ns(),
                         why is None, 0, why, start_ns=start)
@@ -295,6 +292,30 @@ def probe_pair_hot_blocking(pair: Pair, topology: Topology, settings: ProbeSetti
     if not outstanding:
         _delete(url, settings.pair_timeout_s, key)
     return out
+
+
+def _await_reply(conn: RespConnection, key: str, last: bytes, cid: str, start: int,
+                 timeout_ns: int) -> tuple[Reply | None, int, bytes]:
+    """Block on ``key`` from entry ``last`` until the reply to ``cid`` or the timeout of its
+    send; (first reply, duplicates read with it, the last entry id read). Other entries (the
+    init entry, a late reply of an earlier round trip) are skipped."""
+    block_ms = max(1, timeout_ns // 2_000_000)  # below the connection's socket timeout
+    reply: Reply | None = None
+    duplicates = 0
+    while reply is None and now_ns() - start < timeout_ns:
+        left_ms = (timeout_ns - (now_ns() - start)) // 1_000_000
+        got = conn.call("XREAD", "COUNT", 100, "BLOCK", max(1, min(left_ms, block_ms)),
+                        "STREAMS", key, last)
+        t = now_ns()
+        for entry_id, their_cid, by in reply_entries(got):
+            last = entry_id
+            if their_cid != cid:
+                continue
+            if reply is None:
+                reply = Reply(t, by)
+            else:
+                duplicates += 1
+    return reply, duplicates, last
 
 
 def _judged(run: _PairRun, sends: Sends, first_k: int, listener_error: str | None,
@@ -326,21 +347,15 @@ def _reply_reader(key: str, got: _Replies,
     def read(conn: RespConnection) -> None:
         reply = conn.call("XREAD", "COUNT", 100, "BLOCK", 20, "STREAMS", key, last_id[0])
         t, psi = now_ns(), pressure.stall_us()
-        if not reply:
-            return
-        for entry_id, fields in reply[0][1]:
+        for entry_id, cid, by in reply_entries(reply):
             last_id[0] = entry_id
-            f = dict(zip(fields[::2], fields[1::2], strict=False))
-            raw = f.get(b"correlation_id")
-            if raw is None:
+            if cid is None:
                 continue  # the "init" entry that gave the stream its TTL
-            cid = raw.decode(errors="replace")
             if cid not in ours:
                 got.foreign += 1
             elif cid in got.first:
                 got.duplicates[cid] += 1
             else:
-                by = f.get(b"replied_by", b"").decode(errors="replace")
                 got.first[cid] = Reply(t, by, psi)
 
     return read
