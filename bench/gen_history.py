@@ -27,7 +27,7 @@ from dualbus_pipeline.config import shipped_dir
 from dualbus_pipeline.slospec.evaluate import evaluate_run
 from dualbus_pipeline.slospec.loader import load_slo_dir
 from dualbus_pipeline.store import Warehouse
-from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+from dualbus_pipeline.store.runs import begin_run, mark_evaluated, store_measurements
 from dualbus_pipeline.store.trends import refresh_trends
 
 TEMPLATE = "hist-template"
@@ -58,7 +58,7 @@ def store_template(wh: Warehouse, run_id: str, started_at: datetime | None = Non
             con.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", [started_at, run_id])
         n = store_measurements(con, run_id, buses, engs, pairs)
         ev = evaluate_run(con, run_id, slos, baseline_runs=5)
-        complete_run(con, run_id, settings={}, overall=ev.overall)
+        mark_evaluated(con, run_id, settings={}, overall=ev.overall)
     with wh.transaction() as con:
         refresh_trends(con, run_id)
     return n

@@ -20,7 +20,7 @@ from dualbus_pipeline.report.pipeline import build_and_store_report
 from dualbus_pipeline.slospec.evaluate import evaluate_run
 from dualbus_pipeline.slospec.loader import load_slo_dir
 from dualbus_pipeline.store import Warehouse
-from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+from dualbus_pipeline.store.runs import begin_run, mark_evaluated, store_measurements
 from dualbus_pipeline.store.trends import refresh_trends
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         store_measurements(con, run_id, buses, engines, pairs)
         t2 = time.perf_counter()
         ev = evaluate_run(con, run_id, slos, baseline_runs=5)
-        complete_run(con, run_id, settings={}, overall=ev.overall)
+        mark_evaluated(con, run_id, settings={}, overall=ev.overall)
     t3 = time.perf_counter()
     with wh.transaction() as con:
         refresh_trends(con, run_id)

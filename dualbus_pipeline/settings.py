@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -142,12 +143,25 @@ class Alerting(_Model):
     inconclusive_runs: int = Field(3, ge=1, le=100)
     outbox_expiry: str = "24h"
     deadman: bool = True
+    # a dead-man switch outside dualbus (healthchecks.io-style): every completed run calls it
+    heartbeat_url: str | None = None
+    heartbeat_method: Literal["GET", "POST"] = "GET"
 
     @field_validator("remind_every", "outbox_expiry")
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration_s(v)
         return v
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://hc-ping.com/<uuid>")
+        return v.strip()
 
 
 class Baseline(_Model):

@@ -30,7 +30,7 @@ from dualbus_pipeline.settings import ProbeSettings
 from dualbus_pipeline.slospec.evaluate import Evaluation, evaluate_run
 from dualbus_pipeline.slospec.loader import load_slo_dir
 from dualbus_pipeline.store import Warehouse
-from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+from dualbus_pipeline.store.runs import begin_run, mark_evaluated, store_measurements
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,9 @@ def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggr
             value: float | None, op: str, objective: float, passed: bool | None, grade: str | None,
             severity: str = "error", *, key: bool = False, baseline: float | None = None,
             budget: float | None = None, burn: float | None = None,
-            reason: str | None = None, outcome: str | None = None) -> dict[str, Any]:
+            reason: str | None = None, outcome: str | None = None,
+            events: tuple[int, int, float, str, str] | None = None) -> dict[str, Any]:
+    """`events`: (good, total, sli_target, burn_state, burn_text) of an SLO with a budget."""
     att = None
     if value and outcome not in ("inconclusive", "pending_baseline"):
         att = objective / value if op.startswith("<") else value / objective
@@ -115,7 +117,9 @@ def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggr
             "objective_op": op, "objective": objective, "objective_text": f"{op} {objective:g}",
             "baseline": baseline, "passed": passed, "attainment": att, "grade": grade,
             "severity": severity, "weight": 1.0, "is_key": key, "reason": reason,
-            "error_budget_remaining": budget, "burn_rate": burn, "outcome": outcome}
+            "error_budget_remaining": budget, "burn_rate": burn, "outcome": outcome,
+            **dict(zip(("good", "total", "sli_target", "burn_state", "burn_text"),
+                       events or (None,) * 5, strict=True))}
 
 
 def insert_slo_rows(con: Any, rows: list[dict[str, Any]]) -> None:
@@ -208,6 +212,7 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
         slos += [
             slo_row(run_id, "system_availability", "system", "system", "system.availability",
                     "ratio", 6 / 8, ">", 0.9, False, "C", key=True, budget=0.25, burn=2.5,
+                    events=(6, 8, 0.9, "ok", "burn rate below every alert threshold"),
                     reason="6 of 8 engines operational; objective > 90 %"),
             slo_row(run_id, "engine_success", "engine", "websocket", "engine.success_ratio",
                     "ratio", None, ">", 0.95, False, None,
@@ -224,7 +229,7 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
     with wh.transaction() as con:
         store_measurements(con, run_id, buses, engines, pairs)
         insert_slo_rows(con, slos)
-        complete_run(con, run_id, settings=SETTINGS, overall=overall or {
+        mark_evaluated(con, run_id, settings=SETTINGS, overall=overall or {
             "grade": "C" if with_failures else "A", "score": 71.25 if with_failures else 96.0,
             "passed": not with_failures, "result": "fail" if with_failures else "pass",
             "breaches": sum(1 for s in slos if s["outcome"] in ("breach", "no_data")
@@ -339,5 +344,5 @@ def write_seed_run(wh: Warehouse, run_id: str = "seed-1") -> Evaluation:
     with wh.transaction() as con:
         store_measurements(con, run_id, buses, engines, pairs)
         ev = evaluate_run(con, run_id, load_slo_dir(REPO / "slo"), baseline_runs=5)
-        complete_run(con, run_id, settings=dumped, overall=ev.overall, probe_cpu_s=1.25)
+        mark_evaluated(con, run_id, settings=dumped, overall=ev.overall, probe_cpu_s=1.25)
     return ev

@@ -15,7 +15,7 @@ from dualbus_pipeline.probes.model import (
 )
 from dualbus_pipeline.slospec.evaluate import Evaluation, evaluate_run
 from dualbus_pipeline.slospec.model import Slo
-from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+from dualbus_pipeline.store.runs import begin_run, mark_evaluated, store_measurements
 from dualbus_pipeline.store.warehouse import Warehouse
 
 
@@ -91,5 +91,5 @@ def add_run(wh: Warehouse, run_id: str, *, started_at: datetime | None = None,
         store_measurements(con, run_id, list(buses), list(engines), list(pairs))
         ev = evaluate_run(con, run_id, slos, baseline_runs=baseline_runs)
         if complete:
-            complete_run(con, run_id, settings={}, overall=ev.overall)
+            mark_evaluated(con, run_id, settings={}, overall=ev.overall)
     return ev

@@ -9,9 +9,9 @@ from dualbus_pipeline.alerts.dispatch import (
     DispatchSummary,
     SinkTest,
     dispatch_alerts,
-    notify_pipeline_failure,
     send_test,
 )
+from dualbus_pipeline.alerts.pipeline import Completion, notify_pipeline_failure, run_completed
 
-__all__ = ["DeadmanStatus", "DispatchSummary", "SinkTest", "check_deadman", "dispatch_alerts",
-           "notify_pipeline_failure", "send_test"]
+__all__ = ["Completion", "DeadmanStatus", "DispatchSummary", "SinkTest", "check_deadman",
+           "dispatch_alerts", "notify_pipeline_failure", "run_completed", "send_test"]

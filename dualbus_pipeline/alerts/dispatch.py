@@ -1,4 +1,4 @@
-"""The public entry points: dispatch a run's alerts, report a pipeline failure, test sinks.
+"""The public entry points: dispatch a run's alerts, test sinks (pipeline.py: the pipeline's own).
 
 `dispatch_alerts` is what the `alert_dispatch` asset calls after SLO evaluation wrote
 `slo_results` for the run. It advances every alert in one transaction (state, events and
@@ -8,31 +8,30 @@ a no-op for alerts already advanced by it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dualbus_pipeline.alerts.notify import (
-    PIPELINE_SLO,
     AlertFacts,
     alert_notification,
-    pipeline_failure_notification,
-    route,
     safe_sink_url,
     send,
     test_notification,
 )
-from dualbus_pipeline.alerts.outbox import deliver_pending, enqueue, send_with_retries
+from dualbus_pipeline.alerts.outbox import deliver_pending, enqueue
 from dualbus_pipeline.alerts.state import (
+    BURN_SUFFIX,
     INCONCLUSIVE_SUFFIX,
     Policy,
     Step,
     Verdict,
     advance,
     advance_inconclusive,
+    burn_verdict,
 )
 from dualbus_pipeline.config import Topology, parse_duration_s
-from dualbus_pipeline.errors import WarehouseError
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store import alerts as store
 
@@ -91,23 +90,34 @@ class _Batch:
 
 
 def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
-                    report_path: str | None, now: datetime | None = None) -> DispatchSummary:
+                    report_path: str | None, now: datetime | None = None,
+                    alert_modes: Mapping[str, str] | None = None) -> DispatchSummary:
     """Advance every (slo, target) alert with this run's verdicts, queue and deliver: the
-    breach alert, and the inconclusive alert (alerts/state.py)."""
+    per-run breach alert, the burn-rate alert and the inconclusive alert (alerts/state.py).
+    `alert_modes`: per SLO its `budget.alerts` (both, burn or run; default both)."""
     now = now or datetime.now(UTC)
     policy = policy_of(topology)
     summary = DispatchSummary()
+    modes = alert_modes or {}
     with wh.transaction() as con:
         current = store.load_alerts(con)
         batch = _Batch(con, topology, run_id, report_path, now, summary)
+
+        def step(key: str, v: Verdict, advance_fn: Any) -> None:
+            prev = current.get((key, v.target))
+            if prev is not None and prev.last_run == run_id:
+                return  # this run already advanced this alert (asset re-materialized)
+            batch.apply(v, advance_fn(prev, v, run_id=run_id, now=now, policy=policy))
+
         for row in store.run_verdicts(con, run_id):
             v = Verdict.from_row(row)
-            for key, advance_fn in ((v.slo, advance),
-                                    (v.slo + INCONCLUSIVE_SUFFIX, advance_inconclusive)):
-                prev = current.get((key, v.target))
-                if prev is not None and prev.last_run == run_id:
-                    continue  # this run already advanced this alert (asset re-materialized)
-                batch.apply(v, advance_fn(prev, v, run_id=run_id, now=now, policy=policy))
+            mode = modes.get(v.slo, "both")
+            if mode != "burn":
+                step(v.slo, v, advance)
+            step(v.slo + INCONCLUSIVE_SUFFIX, v, advance_inconclusive)
+            burn = burn_verdict(row, current.get((v.slo + BURN_SUFFIX, v.target)))
+            if burn is not None and mode != "run":
+                step(burn.slo, burn, advance)
         # One statement each, whatever the number of targets (1,000 engines: thousands of rows).
         store.save_alerts(con, batch.changed)
         store.add_events(con, batch.events)
@@ -115,27 +125,6 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
     summary.delivered = delivery.delivered
     summary.pending = delivery.pending
     return summary
-
-
-def notify_pipeline_failure(wh: Warehouse, topology: Topology, run_id: str,
-                            error: str) -> DispatchSummary:
-    """Tell every sink the pipeline itself failed. Uses the outbox; if the warehouse cannot
-    be opened (the failure may be the warehouse), sends directly so the news still gets out."""
-    n = pipeline_failure_notification(topology.platform, run_id, error.strip()[:1000])
-    now = datetime.now(UTC)
-    try:
-        with wh.transaction() as con:
-            store.add_event(con, at=now, run_id=run_id, slo=PIPELINE_SLO,
-                            target=topology.platform, transition="failed", detail=n.body)
-            queued = enqueue(con, topology.alerts, n, now=now, run_id=run_id)
-        delivery = deliver_pending(wh, topology, now=now)
-        return DispatchSummary(fired=queued, delivered=delivery.delivered,
-                               pending=delivery.pending)
-    except WarehouseError:
-        sinks = route(topology.alerts, n)
-        delivered = sum(send_with_retries(s.url, n)[0].ok for _, s in sinks)
-        # Nothing is pending: without a warehouse there is no outbox to keep it in.
-        return DispatchSummary(fired=len(sinks), delivered=delivered, pending=0)
 
 
 @dataclass(frozen=True)

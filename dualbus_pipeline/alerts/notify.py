@@ -126,15 +126,28 @@ def _inconclusive_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
                         target=a.target, run_id=run_id)
 
 
-def pipeline_failure_notification(platform: str, run_id: str, error: str) -> Notification:
+def pipeline_failure_notification(platform: str, run_id: str, error: str, *,
+                                  transition: str = "fired") -> Notification:
+    """The pipeline-failure alert: `fired` (a run failed), `reminded` (runs still fail) or
+    `resolved` (a run completed again; `error` is then the failure it ends)."""
+    if transition == "resolved":
+        return Notification(
+            kind="pipeline", severity="error",
+            title=f"RESOLVED error: pipeline run failed on {platform}",
+            body="\n".join(["A dualbus run completed again: verdicts, report and alerts.",
+                            f"Last failure: {error}", f"Run: {run_id}",
+                            f"Platform: {platform}"]),
+            notify_type="success", slo=PIPELINE_SLO, target=platform, run_id=run_id)
+    head = "FIRING (reminder)" if transition == "reminded" else "FIRING"
     body = "\n".join([
-        "The dualbus pipeline itself failed: no SLO verdicts were produced by this run.",
+        "The dualbus pipeline itself failed: this run's verdicts, report or alerts are "
+        "missing.",
         f"Error: {error}",
         f"Run: {run_id}",
         f"Platform: {platform}",
     ])
     return Notification(kind="pipeline", severity="error",
-                        title=f"FIRING error: pipeline run failed on {platform}", body=body,
+                        title=f"{head} error: pipeline run failed on {platform}", body=body,
                         notify_type="failure", slo=PIPELINE_SLO, target=platform,
                         run_id=run_id)
 

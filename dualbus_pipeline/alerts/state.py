@@ -37,6 +37,7 @@ Transition = Literal["pending", "fired", "reminded", "resolved", "cleared"]
 NotifyKind = Literal["firing", "reminder", "resolved", "inconclusive",
                      "inconclusive_resolved"]
 INCONCLUSIVE_SUFFIX = ":inconclusive"
+BURN_SUFFIX = ":burn"
 _JUDGED = ("pass", "breach", "no_data")
 
 
@@ -170,3 +171,26 @@ def advance_inconclusive(prev: AlertRow | None, v: Verdict, *, run_id: str, now:
     if prev.state == "firing":
         return Step(replace(row, last_notified_at=now), "resolved", "inconclusive_resolved")
     return Step(row, "cleared", None)
+
+
+def burn_verdict(row: dict[str, Any], prev: AlertRow | None) -> Verdict | None:
+    """The burn-rate alert's verdict (key ``<slo>:burn``, slospec/budget.py) from one
+    slo_results row: a page or ticket state is a breach, ok is a pass, anything else (not
+    judged, no budget) changes nothing. Page is error severity, ticket warning; an alert that
+    fired as a page keeps error severity until it resolves, so its resolve reaches the same
+    sinks as its firing."""
+    state = row.get("burn_state")
+    if state not in ("page", "ticket", "ok"):
+        return None
+    severity = "error" if state == "page" else "warning"
+    if prev is not None and prev.state == "firing" and prev.severity == "error":
+        severity = "error"
+    remaining = row.get("error_budget_remaining")
+    left = "" if remaining is None else f"; error budget left {remaining * 100:.0f} %"
+    return Verdict(slo=row["slo"] + BURN_SUFFIX, target=row["target"], severity=severity,
+                   passed=state == "ok", value=row.get("burn_rate"),
+                   objective_text="burn rate under the page and ticket thresholds",
+                   grade=None, scope=row.get("scope") or "",
+                   indicator=row.get("indicator") or "",
+                   reason=(row.get("burn_text") or "") + left,
+                   outcome="pass" if state == "ok" else "breach")

@@ -21,7 +21,9 @@ from dualbus_pipeline import progress
 from dualbus_pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
-    from dualbus_pipeline.config import Topology
+    from dualbus_pipeline.config import LoadedConfig, Topology
+    from dualbus_pipeline.probes.session import ProbeSession
+    from dualbus_pipeline.store import Warehouse
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -62,7 +64,7 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     docs/decisions.md), so it waits.
     """
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    from dualbus_pipeline.probes.session import ProbeSession, opened_for_run
+    from dualbus_pipeline.probes.session import ProbeSession
 
     with ProbeSession() as session:  # first: the probe process imports meanwhile
         from dualbus_pipeline.config import load_config
@@ -79,34 +81,60 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
         begin_run_record(wh, run_id, cfg, started_at=started_at)
         if not quiet:
             print("\n".join(banner(cfg.topology, wh.path)), flush=True)
-        session.start(cfg.topology, run_id)
-        session.wait()
-        probed = time.perf_counter()
-        job, instance, ephemeral = _start_dagster(str(cfg.path), slo, warehouse)
-        last = [time.perf_counter()]
-        if not quiet:  # the asset lines below then time the assets alone
-            print(f"  ✓ {'probes':<20} {probed - started:6.2f}s  every phase measured; "
-                  f"Dagster started in {last[0] - probed:.2f}s", flush=True)
-
-        def show(step: str, message: str) -> None:
-            now = time.perf_counter()
-            if not quiet:
-                print(f"  ✓ {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
-            last[0] = now
-
         try:
-            with progress.listening(show), opened_for_run(session), wh.held():
-                result = job.execute_in_process(
-                    instance=instance, raise_on_error=False, run_id=run_id,
-                    run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
-        finally:
-            if ephemeral:
-                instance.dispose()
+            result = _probe_then_materialize(session, cfg, run_id, slo, warehouse, wh,
+                                             started, quiet)
+        except Exception as exc:  # the probes or Dagster's start-up broke: alert, then raise
+            _record_failure(wh, cfg.topology, run_id, f"{type(exc).__name__}: {exc}")
+            raise
     if not result.success:
-        raise PipelineError(_failure_line(result))
+        from dualbus_pipeline.defs.failures import record_run_failure, run_failure
+
+        failure = run_failure((e for e in result.all_events if e.is_step_failure),
+                              "pipeline failed (see the Dagster run log)")
+        record_run_failure(wh, cfg.topology, run_id, failure)
+        raise PipelineError(failure.line)
     report = wh.reports_dir / result.run_id / "report.html"
     return RunOutcome(run_id=result.run_id, warehouse=wh.path, report_html=report,
                       seconds=time.perf_counter() - started)
+
+
+def _probe_then_materialize(session: ProbeSession, cfg: LoadedConfig, run_id: str,
+                            slo: str | None, warehouse: str | None, wh: Warehouse, started: float,
+                            quiet: bool) -> Any:
+    """Measure every phase, then start Dagster and run the job on the measured phases."""
+    from dualbus_pipeline.probes.session import opened_for_run
+
+    session.start(cfg.topology, run_id)
+    session.wait()
+    probed = time.perf_counter()
+    job, instance, ephemeral = _start_dagster(str(cfg.path), slo, warehouse)
+    last = [time.perf_counter()]
+    if not quiet:  # the asset lines below then time the assets alone
+        print(f"  ✓ {'probes':<20} {probed - started:6.2f}s  every phase measured; "
+              f"Dagster started in {last[0] - probed:.2f}s", flush=True)
+
+    def show(step: str, message: str) -> None:
+        now = time.perf_counter()
+        if not quiet:
+            print(f"  ✓ {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
+        last[0] = now
+
+    try:
+        with progress.listening(show), opened_for_run(session), wh.held():
+            return job.execute_in_process(
+                instance=instance, raise_on_error=False, run_id=run_id,
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+    finally:
+        if ephemeral:
+            instance.dispose()
+
+
+def _record_failure(wh: Warehouse, topology: Topology, run_id: str, line: str) -> None:
+    """A run that broke outside the Dagster job: the same alert and record as inside it."""
+    from dualbus_pipeline.defs.failures import RunFailure, record_run_failure
+
+    record_run_failure(wh, topology, run_id, RunFailure(line.splitlines()[0], blocked=False))
 
 
 def banner(topology: Topology, warehouse: Path) -> list[str]:
@@ -137,18 +165,6 @@ def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> tuple
     ephemeral = not os.environ.get("DAGSTER_HOME")
     instance = DagsterInstance.ephemeral() if ephemeral else DagsterInstance.get()
     return job, instance, ephemeral
-
-
-def _failure_line(result: Any) -> str:
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.event_specific_data
-            err = getattr(data, "error", None)
-            while err is not None and getattr(err, "cause", None) is not None:
-                err = err.cause  # the user's exception, not Dagster's wrapper
-            msg = (err.message.strip().splitlines() or ["unknown error"])[0] if err else "?"
-            return f"pipeline failed at {event.step_key}: {msg}"
-    return "pipeline failed (see the Dagster run log)"
 
 
 def run_cmd(args: argparse.Namespace) -> int:

@@ -1,11 +1,14 @@
 """The asset graph: probes → slo_results (load + evaluate, one transaction) → trend_tables →
-graded_report → alert_dispatch. Each asset body is a few calls into the pure packages."""
+graded_report, and slo_results → alert_dispatch. Alerts are decided from the verdicts alone:
+a blocking SLO check (defs/checks.py) holds back the report, never an alert. The run is
+'completed' when both the report and the alerts are done, whichever finishes second
+(store/runs.py). Each asset body is a few calls into the pure packages."""
 
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dagster import (
     AssetExecutionContext,
@@ -38,13 +41,15 @@ REPORTING = "reporting"
 
 
 @contextmanager
-def recording_failure(wh: Warehouse, run_id: str) -> Iterator[None]:
-    """Any exception marks the run failed (with its one-line reason) before propagating."""
+def recording_failure(wh: Warehouse, run_id: str, step: str) -> Iterator[None]:
+    """Any exception marks the run failed or partial (store/runs.py), with the same one-line
+    reason the CLI and the failure sensor give (defs/failures.py), before propagating."""
     try:
         yield
     except Exception as exc:
         with suppress(Exception):  # the original error matters more than recording it
-            fail_run(wh, run_id, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            fail_run(wh, run_id, f"pipeline failed at {step}: {type(exc).__name__}: "
+                     + (str(exc).splitlines() or [""])[0])
         raise
 
 
@@ -76,7 +81,7 @@ def _num(v: float | None) -> float:
 def bus_measurements(context: AssetExecutionContext, topology: TopologyResource,
                      buses: BusesResource, warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
-    with recording_failure(wh, context.run.run_id):
+    with recording_failure(wh, context.run.run_id, "bus_measurements"):
         phase = _measure(cfg, context.run.run_id, "buses")
     result: list[BusResult] = phase.results
     probed = phase.seconds
@@ -100,7 +105,7 @@ def engine_measurements(context: AssetExecutionContext, topology: TopologyResour
                         engines: EnginesResource,
                         warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
-    with recording_failure(wh, context.run.run_id):
+    with recording_failure(wh, context.run.run_id, "engine_measurements"):
         phase = _measure(cfg, context.run.run_id, "engines")
     result: list[EngineResult] = phase.results
     probed = phase.seconds
@@ -125,7 +130,7 @@ def engine_measurements(context: AssetExecutionContext, topology: TopologyResour
 def pair_measurements(context: AssetExecutionContext, topology: TopologyResource,
                       warehouse: WarehouseResource) -> Output[PhaseResult]:
     cfg, wh = _start(context, topology, warehouse)
-    with recording_failure(wh, context.run.run_id):
+    with recording_failure(wh, context.run.run_id, "pair_measurements"):
         phase = _measure(cfg, context.run.run_id, "pairs")
     result: list[PairResult] = phase.results
     probed = phase.seconds
@@ -151,12 +156,12 @@ def slo_results(context: AssetExecutionContext, topology: TopologyResource,
                 engines: PhaseResult, pairs: PhaseResult) -> MaterializeResult[None]:
     from dualbus_pipeline.slospec.evaluate import evaluate_run
     from dualbus_pipeline.slospec.loader import load_slo_dir
-    from dualbus_pipeline.store.runs import complete_run, store_measurements
+    from dualbus_pipeline.store.runs import mark_evaluated, store_measurements
 
     cfg = topology.loaded()
     wh = warehouse.warehouse()
     run_id = context.run.run_id
-    with recording_failure(wh, run_id):
+    with recording_failure(wh, run_id, "slo_results"):
         slos = load_slo_dir(Path(slo.slo_dir))
         with wh.transaction() as con:
             n_samples = store_measurements(con, run_id, buses.results, engines.results,
@@ -165,7 +170,7 @@ def slo_results(context: AssetExecutionContext, topology: TopologyResource,
                                       baseline_runs=cfg.topology.baseline.runs,
                                       pass_score=cfg.topology.scoring.pass_score,
                                       warning_score=cfg.topology.scoring.warning_score)
-            complete_run(con, run_id, settings=cfg.topology.probe.model_dump(mode="json"),
+            mark_evaluated(con, run_id, settings=cfg.topology.probe.model_dump(mode="json"),
                          overall=evaluation.overall,
                          probe_cpu_s=round(buses.cpu_s + engines.cpu_s + pairs.cpu_s, 3))
     overall = evaluation.overall
@@ -192,24 +197,45 @@ def trend_tables(context: AssetExecutionContext,
     from dualbus_pipeline.store.trends import refresh_trends
 
     wh = warehouse.warehouse()
-    with recording_failure(wh, context.run.run_id), wh.transaction() as con:
+    with recording_failure(wh, context.run.run_id, "trend_tables"), wh.transaction() as con:
         info = refresh_trends(con, context.run.run_id)
     meta = {k: v for k, v in (info or {}).items() if isinstance(v, int | float | str)}
     progress.emit("trend_tables", ", ".join(f"{k}={v}" for k, v in meta.items()) or "refreshed")
     return MaterializeResult(metadata=meta)
 
 
+def _stage_done(wh: Warehouse, cfg: LoadedConfig, run_id: str,
+                stage: Literal["report", "alerts"]) -> str:
+    """Record that the report or the alerts are done; when that completes the run, resolve a
+    firing pipeline-failure alert and ping the heartbeat. A note for the progress line."""
+    from dualbus_pipeline.alerts import run_completed
+    from dualbus_pipeline.store.runs import mark_stage_done
+
+    with wh.transaction() as con:
+        completed = mark_stage_done(con, run_id, stage)
+    if not completed:
+        return ""
+    done = run_completed(wh, cfg.topology, run_id)
+    notes = ["run completed"]
+    if done.resolved_failure:
+        notes.append("pipeline-failure alert resolved")
+    if done.heartbeat is not None:
+        notes.append(f"heartbeat {done.heartbeat}")
+    return "; " + ", ".join(notes)
+
+
 @asset(group_name=REPORTING, kinds={"markdown", "html", "json"}, deps=["trend_tables"],
        description="The graded report of this run (Markdown, self-contained HTML, "
        "results.json), written under reports/<run_id>/ and stored in the warehouse.")
-def graded_report(context: AssetExecutionContext, warehouse: WarehouseResource,
-                  report: ReportResource) -> MaterializeResult[None]:
+def graded_report(context: AssetExecutionContext, topology: TopologyResource,
+                  warehouse: WarehouseResource, report: ReportResource) -> MaterializeResult[None]:
     from dualbus_pipeline.report.pipeline import build_and_store_report
 
     wh = warehouse.warehouse()
-    with recording_failure(wh, context.run.run_id):
+    with recording_failure(wh, context.run.run_id, "graded_report"):
         out = build_and_store_report(wh, context.run.run_id, Path(report.templates_dir))
-    progress.emit("graded_report", str(out.paths["html"]))
+        note = _stage_done(wh, topology.loaded(), context.run.run_id, "report")
+    progress.emit("graded_report", str(out.paths["html"]) + note)
     md = out.rendered["md"]
     return MaterializeResult(metadata={
         "report": MetadataValue.md(md if len(md) < 90_000 else md[:90_000] + "\n\n…(truncated)"),
@@ -223,19 +249,26 @@ def graded_report(context: AssetExecutionContext, warehouse: WarehouseResource,
     })
 
 
-@asset(group_name=REPORTING, kinds={"python"}, deps=["graded_report"],
-       description="Breach alerts: fire once on breach, remind at most every remind_every, "
-       "resolve when the SLO passes again; delivered through Apprise with an outbox.")
+@asset(group_name=REPORTING, kinds={"python"}, deps=["slo_results"],
+       description="Breach and burn-rate alerts, decided from the verdicts (a blocking check "
+       "never holds them back): fire once, remind at most every remind_every, resolve when "
+       "the SLO passes again; delivered through Apprise with an outbox.")
 def alert_dispatch(context: AssetExecutionContext, topology: TopologyResource,
-                   warehouse: WarehouseResource) -> MaterializeResult[None]:
+                   warehouse: WarehouseResource, slo: SloResource) -> MaterializeResult[None]:
     from dualbus_pipeline.alerts import dispatch_alerts
+    from dualbus_pipeline.slospec.loader import load_slo_dir
 
     cfg = topology.loaded()
     wh = warehouse.warehouse()
     report_path = wh.reports_dir / context.run.run_id / "report.html"
-    summary = dispatch_alerts(wh, context.run.run_id, cfg.topology, report_path=str(report_path))
+    with recording_failure(wh, context.run.run_id, "alert_dispatch"):
+        modes = {s.name: s.budget.alerts for s in load_slo_dir(Path(slo.slo_dir))
+                 if s.budget is not None}
+        summary = dispatch_alerts(wh, context.run.run_id, cfg.topology,
+                                  report_path=str(report_path), alert_modes=modes)
+        note = _stage_done(wh, cfg, context.run.run_id, "alerts")
     meta = {k: v for k, v in vars(summary).items() if isinstance(v, int | float | str)}
-    progress.emit("alert_dispatch", ", ".join(f"{k} {v}" for k, v in meta.items()))
+    progress.emit("alert_dispatch", ", ".join(f"{k} {v}" for k, v in meta.items()) + note)
     return MaterializeResult(metadata=meta)
 
 

@@ -4,9 +4,11 @@ Each check sits on the asset whose data its indicator reads (catalogue `asset`) 
 `slo_results`, the asset that evaluates the run; the check only reads this run's verdicts back
 from the warehouse. Severity follows the SLO; `blocking` only where the spec says so.
 
-A blocking check sits on `slo_results` itself: blocking a measurement asset would make
-`slo_results` wait for a check that waits for `slo_results` (Dagster 1.13 rejects that cycle),
-and what a blocking SLO should hold back is what comes after the verdicts (trends, report).
+A blocking check sits on `trend_tables`, so a failing one holds back the graded report (the
+run's promotion) and never the alerts: `alert_dispatch` hangs off `slo_results` directly.
+Blocking a measurement asset would make `slo_results` wait for a check that waits for
+`slo_results` (Dagster 1.13 rejects that cycle); blocking `slo_results` would skip the alert
+of the very SLO that failed.
 
 A check fails when a target breached or had no data. Inconclusive and pending-baseline targets
 are neither: they never fail a check, and the description and metadata
@@ -38,11 +40,12 @@ from dualbus_pipeline.slospec.model import Slo
 from dualbus_pipeline.store.slo_queries import results_by_slo
 
 SLO_RESULTS = AssetKey("slo_results")
+GATED = AssetKey("trend_tables")  # what blocking checks sit on: the report comes after it
 
 
 def check_asset(slo: Slo) -> AssetKey:
     """The asset the check is shown on (see the module docstring for blocking checks)."""
-    return SLO_RESULTS if slo.blocking else AssetKey(slo.spec.asset)
+    return GATED if slo.blocking else AssetKey(slo.spec.asset)
 
 
 def make_slo_checks(slos: Sequence[Slo],
@@ -56,7 +59,7 @@ def make_slo_checks(slos: Sequence[Slo],
         asset = check_asset(slo)
         spec = AssetCheckSpec(
             name=slo.name, asset=asset,
-            additional_deps=[] if asset == SLO_RESULTS else [SLO_RESULTS],
+            additional_deps=[] if asset in (SLO_RESULTS, GATED) else [SLO_RESULTS],
             blocking=slo.blocking,
             description=(slo.description or slo.name) + f" [{slo.indicator} {slo.aggregate} "
             f"{slo.objective.text()}, {slo.severity}]",

@@ -1,7 +1,7 @@
 """Sensors: the pipeline-failure alert and the dead-man switch (thin wiring over alerts/).
 
-* `dualbus_run_failure` (run-failure sensor on the dualbus job): marks the run failed in the
-  warehouse and notifies every sink through the outbox.
+* `dualbus_run_failure` (run-failure sensor on the dualbus job): marks the run failed or
+  partial in the warehouse and advances the pipeline-failure alert (defs/failures.py).
 * `dualbus_deadman` (every minute): fires when no run completed successfully within 2x the
   schedule interval, resolves when runs resume; each tick also retries the outbox.
 
@@ -23,12 +23,12 @@ from dagster import (
     sensor,
 )
 
-from dualbus_pipeline.alerts import check_deadman, notify_pipeline_failure
+from dualbus_pipeline.alerts import check_deadman
 from dualbus_pipeline.config import Topology
+from dualbus_pipeline.defs.failures import record_run_failure, run_failure
 from dualbus_pipeline.defs.resources import WarehouseResource
 from dualbus_pipeline.errors import WarehouseError
 from dualbus_pipeline.store import Warehouse
-from dualbus_pipeline.store.runs import fail_run
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported at dagster's top level
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -39,19 +39,6 @@ FAILURE_SENSOR_NAME = "dualbus_run_failure"
 DEADMAN_SENSOR_NAME = "dualbus_deadman"
 # A sensor tick must stay short: do not queue behind a long run holding the DuckDB lock.
 SENSOR_LOCK_TIMEOUT_S = 10.0
-
-
-def failure_reason(context: RunFailureSensorContext) -> str:
-    """One line: the first failed step's error, else Dagster's run failure message."""
-    for ev in context.get_step_failure_events():
-        data = ev.step_failure_data
-        if data is not None and data.error is not None:
-            err = data.error
-            while err.cause is not None:  # Dagster wraps the user's exception; show that one
-                err = err.cause
-            msg = err.message.strip().splitlines()
-            return f"step {ev.step_key}: {msg[0] if msg else err.cls_name}"
-    return (context.failure_event.message or "run failed").strip().splitlines()[0]
 
 
 def _warehouse(resource: WarehouseResource) -> Warehouse:
@@ -71,16 +58,10 @@ def make_sensors(job: JobDefinition | UnresolvedAssetJobDefinition, topology: To
     def dualbus_run_failure(context: RunFailureSensorContext,
                             warehouse: WarehouseResource) -> None:
         run_id = context.dagster_run.run_id
-        reason = failure_reason(context)
-        wh = _warehouse(warehouse)
-        # Notify first: if the warehouse is the problem, the alert still goes out directly.
-        summary = notify_pipeline_failure(wh, topology, run_id, reason)
-        context.log.info(f"run {run_id} failed ({reason}); notified {summary.delivered} "
-                         f"sink(s), {summary.pending} pending in the outbox")
-        try:
-            fail_run(wh, run_id, reason)
-        except WarehouseError as exc:
-            context.log.warning(f"could not mark run {run_id} failed in the warehouse: {exc}")
+        failure = run_failure(context.get_step_failure_events(),
+                              context.failure_event.message or "run failed")
+        done = record_run_failure(_warehouse(warehouse), topology, run_id, failure)
+        context.log.info(f"run {run_id} failed ({failure.line}): {done}")
 
     sensors: list[SensorDefinition] = [dualbus_run_failure]
     if not topology.alerting.deadman:

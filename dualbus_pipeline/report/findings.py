@@ -171,9 +171,16 @@ def categories(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def error_budgets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for s in results.get("slos", []) if s.get("error_budget_remaining") is not None
-            or s.get("burn_rate") is not None]
+def error_budgets(results: dict[str, Any]) -> dict[str, Any]:
+    """SLO × target budgets worth a row: burning (a burn-rate alert state), spent in part, or
+    spent by this run; the untouched ones (100 % left, nothing burned) only counted."""
+    rows = [s for s in results.get("slos", []) if s.get("error_budget_remaining") is not None]
+    shown = [s for s in rows if s.get("burn_state") in ("page", "ticket")
+             or s["error_budget_remaining"] < 1.0 or (s.get("burn_rate") or 0) > 0]
+    order = {"page": 0, "ticket": 1}
+    shown.sort(key=lambda s: (order.get(s.get("burn_state") or "", 2),
+                              s["error_budget_remaining"]))
+    return {"rows": shown, "untouched": len(rows) - len(shown), "total": len(rows)}
 
 
 def baseline_comparisons(results: dict[str, Any]) -> list[dict[str, Any]]:

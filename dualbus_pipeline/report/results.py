@@ -120,6 +120,8 @@ def _slo(r: Row) -> Row:
         "key": bool(r["is_key"]), "reason": r["reason"],
         "error_budget_remaining": _round(r["error_budget_remaining"]),
         "burn_rate": _round(r["burn_rate"]),
+        "good": r.get("good"), "total": r.get("total"), "sli_target": r.get("sli_target"),
+        "burn_state": r.get("burn_state"), "burn_text": r.get("burn_text"),
     }
 
 

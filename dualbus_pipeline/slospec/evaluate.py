@@ -29,6 +29,7 @@ from typing import Any
 from dualbus_pipeline.errors import PipelineError
 from dualbus_pipeline.indicators import MIN_SAMPLES, Indicator
 from dualbus_pipeline.slospec import grading
+from dualbus_pipeline.slospec.budget import with_budgets
 from dualbus_pipeline.slospec.model import Slo
 from dualbus_pipeline.store import baselines, slo_queries
 from dualbus_pipeline.store.slo_queries import Connection, Measured, RunRow
@@ -65,6 +66,12 @@ class SloResult:
     window_runs: int | None
     samples: int | None
     description: str
+    # good-event form and error budget (slospec/budget.py); None where the SLO has no budget
+    good: int | None = None
+    total: int | None = None
+    sli_target: float | None = None
+    burn_state: str | None = None
+    burn_text: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         # Shallow on purpose: every field is a scalar, and dataclasses.asdict's deep copy
@@ -132,9 +139,6 @@ def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
                if windowed else [run.run_id])
     measured = {m.target: m for m in
                 slo_queries.measure(con, ind, slo.aggregate, run_ids, targets)}
-    current = measured if not windowed else {
-        m.target: m for m in slo_queries.measure(con, ind, slo.aggregate, [run.run_id],
-                                                 targets)}
     base = (_baselines(con, ind, slo.aggregate, run, targets, baseline_runs)
             if slo.objective.relative else {})
     out = []
@@ -143,12 +147,12 @@ def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
         m = measured.get(target)
         problem = _problem(con, run, slo, ind, target, m, len(run_ids), memo)
         out.append(_result(run, slo, ind, target, m, problem, base.get(target),
-                           current.get(target), len(run_ids) if windowed else None))
+                           len(run_ids) if windowed else None))
     for pattern in unmatched:
         out.append(_result(run, slo, ind, pattern, None,
                            ("no_data", f"no data: no {slo.scope} matching {pattern!r} was "
-                            "measured in this run"), None, None, None))
-    return out
+                            "measured in this run"), None, None))
+    return with_budgets(con, run, slo, out)
 
 
 def _usable(m: Measured | None, aggregate: str, ind: Indicator) -> bool:
@@ -252,7 +256,7 @@ def _baselines(con: Connection, ind: Indicator, aggregate: str, run: RunRow,
 
 def _result(run: RunRow, slo: Slo, ind: Indicator, target: str, m: Measured | None,
             problem: Problem | None, base: tuple[float | None, str] | None,
-            current: Measured | None, window_runs: int | None) -> SloResult:
+            window_runs: int | None) -> SloResult:
     obj = slo.objective
     common: dict[str, Any] = {
         "run_id": run.run_id, "slo": slo.name, "scope": slo.scope, "target": target,
@@ -278,7 +282,7 @@ def _result(run: RunRow, slo: Slo, ind: Indicator, target: str, m: Measured | No
                          reason=problem[1] if problem else "no data",
                          error_budget_remaining=None, burn_rate=None, outcome="no_data")
     assert threshold is not None
-    return _graded(common, slo, ind, value, threshold, baseline, current)
+    return _graded(common, slo, ind, value, threshold, baseline)
 
 
 def _unjudged(common: dict[str, Any], outcome: grading.Outcome, reason: str, *,
@@ -291,7 +295,7 @@ def _unjudged(common: dict[str, Any], outcome: grading.Outcome, reason: str, *,
 
 
 def _graded(common: dict[str, Any], slo: Slo, ind: Indicator, value: float, threshold: float,
-            baseline: float | None, current: Measured | None) -> SloResult:
+            baseline: float | None) -> SloResult:
     obj = slo.objective
     passed = obj.met(value, threshold)
     ratio = grading.ratio_like(ind.kind, ind.direction, obj.op, threshold)
@@ -303,30 +307,7 @@ def _graded(common: dict[str, Any], slo: Slo, ind: Indicator, value: float, thre
                              objective=threshold, unit=ind.unit, passed=passed, att=att,
                              grade=grade, raw_grade=raw_grade, baseline=baseline,
                              objective_text=obj.text(), ratio=ratio)
-    remaining, burn = _budget(slo, ind, value, threshold, current)
-    if remaining is not None:
-        reason += (f" Error budget over {slo.window}: {remaining * 100:.0f} % left"
-                   + (f", this run burned it at {burn:.2f}×." if burn is not None else "."))
     return SloResult(**common, value=value, objective=threshold, baseline=baseline,
                      passed=passed, attainment=att, grade=grade, reason=reason,
-                     error_budget_remaining=remaining, burn_rate=burn,
+                     error_budget_remaining=None, burn_rate=None,
                      outcome="pass" if passed else "breach")
-
-
-def _budget(slo: Slo, ind: Indicator, value: float, threshold: float,
-            current: Measured | None) -> tuple[float | None, float | None]:
-    """(error budget remaining as a fraction, this run's burn rate) for windowed ratios.
-
-    The budget is the allowed bad fraction 1 - objective; remaining = 1 - spent/allowed over
-    the window; the burn rate is this run's bad fraction / allowed (1.0 = exactly on budget).
-    """
-    if slo.window is None or not ind.budgeted or ind.direction != "higher":
-        return None, None
-    allowed = 1.0 - threshold
-    if allowed <= 0:
-        return None, None
-    remaining = 1.0 - (1.0 - value) / allowed
-    burn = None
-    if current is not None and current.value is not None:
-        burn = (1.0 - current.value) / allowed
-    return remaining, burn

@@ -107,6 +107,33 @@ def _num(x: float) -> str:
 
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", min_length=1, max_length=64)]
+_PERIOD_RE = re.compile(r"^(\d+)\s*(d|h)$")
+
+
+class Budget(_Model):
+    """`budget: {target: 0.99, period: 30d, alerts: both}` (docs/slos.md, error budgets).
+
+    target: the fraction of good events promised (default: from the objective, pNN → NN %,
+    a ratio's own value; required for SLOs counted per run). period: the budget's rolling
+    window. alerts: which alerts the SLO sends: `both` (per-run breach and burn rate), `burn`
+    (burn rate only) or `run` (per-run breach only)."""
+
+    target: float | None = Field(None, gt=0, lt=1)
+    period: str = "30d"
+    alerts: Literal["both", "burn", "run"] = "both"
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        m = _PERIOD_RE.match(v.strip())
+        if not m or int(m.group(1)) == 0:
+            raise ValueError("must be a duration like 30d, 7d or 24h")
+        return v.strip()
+
+    def period_seconds(self) -> float:
+        m = _PERIOD_RE.match(self.period)
+        assert m is not None  # validated
+        return float(m.group(1)) * (86400 if m.group(2) == "d" else 3600)
 
 
 class Slo(_Model):
@@ -125,6 +152,7 @@ class Slo(_Model):
     key: bool = False
     blocking: bool = False
     grades: dict[str, float] | None = None
+    budget: Budget | None = None
 
     @field_validator("scope", mode="before")
     @classmethod
@@ -232,6 +260,16 @@ def cross_problems(slo: Slo) -> list[tuple[Loc, str, Any]]:
     elif isinstance(obj.value, str):
         out.append((("objective", "value"), "must be a number (an offset like '+10%' needs "
                     "relative_to: baseline)", obj.value))
+    if slo.budget is not None:
+        from dualbus_pipeline.slospec.budget import event_form  # budget.py imports this module
+
+        if obj.relative:
+            out.append((("budget",), "a relative objective has no error budget (no fixed "
+                        "good/bad line per event); remove budget", "budget"))
+        elif event_form(slo) is None:
+            out.append((("budget", "target"), f"{slo.indicator} {slo.aggregate} has no "
+                        "per-request form, so its budget counts one event per run and needs "
+                        "a target (e.g. target: 0.99)", None))
     if not obj.relative and isinstance(obj.value, int | float) and ind.kind in (
             "ratio", "availability") and not 0 <= float(obj.value) <= 1:
         out.append((("objective", "value"), "ratios are fractions between 0 and 1 (write 0.95 "

@@ -92,7 +92,8 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def run_verdicts(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
     return _dicts(con.execute(
         "SELECT slo, scope, target, indicator, value, objective_text, passed, grade, severity, "
-        "reason, outcome FROM slo_results WHERE run_id = ? ORDER BY slo, target", [run_id]))
+        "reason, outcome, burn_state, burn_text, burn_rate, error_budget_remaining "
+        "FROM slo_results WHERE run_id = ? ORDER BY slo, target", [run_id]))
 
 
 def load_alerts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], AlertRow]:
@@ -125,6 +126,15 @@ def add_events(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> 
 def add_event(con: duckdb.DuckDBPyConnection, *, at: datetime, run_id: str | None, slo: str,
               target: str, transition: str, detail: str | None = None) -> None:
     add_events(con, [AlertEvent(at, run_id, slo, target, transition, detail)])
+
+
+def last_event_detail(con: duckdb.DuckDBPyConnection, slo: str, target: str) -> str | None:
+    """The detail of the newest event of one alert other than its resolve (for a pipeline
+    failure: the error of the last failed run)."""
+    row = con.execute("SELECT detail FROM alert_events WHERE slo = ? AND target = ? AND "
+                      "transition <> 'resolved' ORDER BY event_at DESC LIMIT 1",
+                      [slo, target]).fetchone()
+    return None if row is None else row[0]
 
 
 def _columns(rows: Sequence[Any], cols: tuple[str, ...],

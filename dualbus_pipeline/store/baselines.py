@@ -1,7 +1,7 @@
 """Baseline control: pin a run as the baseline, exclude runs from baselines and windows.
 
 Rules (docs/slos.md): the baseline of a relative objective or a trend is the latest pinned
-run if there is one, else the median of the last N good runs before the run (completed and
+run if there is one, else the median of the last N good runs before the run (verdicts stored,
 not excluded). Excluded runs are also left out of SLO windows.
 """
 
@@ -25,9 +25,9 @@ def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
 
 def pin(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     status = _require_run(con, run_id)
-    if status != "completed":
-        raise InputError(f"run {run_id!r} is {status}; only a completed run can be the "
-                         "baseline")
+    if status not in ("evaluated", "partial", "completed"):
+        raise InputError(f"run {run_id!r} is {status}; only a run whose verdicts were stored "
+                         "can be the baseline")
     con.execute("INSERT INTO baseline_pins (pinned_at, run_id) VALUES (?, ?)",
                 [datetime.now(UTC), run_id])
 

@@ -7,6 +7,7 @@ from typing import Any
 import duckdb
 
 from dualbus_pipeline.store.runs import now_utc
+from dualbus_pipeline.store.warehouse import STORED
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -15,7 +16,7 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def latest_run_id(con: duckdb.DuckDBPyConnection, *, completed_only: bool = True) -> str | None:
-    sql = "SELECT run_id FROM runs " + ("WHERE status = 'completed' " if completed_only else "")
+    sql = "SELECT run_id FROM runs " + (f"WHERE {STORED} " if completed_only else "")
     row = con.execute(sql + "ORDER BY started_at DESC LIMIT 1").fetchone()
     return None if row is None else str(row[0])
 
@@ -61,7 +62,7 @@ def history(con: duckdb.DuckDBPyConnection, *, before_run: str | None, limit: in
     """The last `limit` completed runs up to and including `before_run`, oldest first."""
     rows = _dicts(con.execute(
         "SELECT run_id, started_at, overall_grade, overall_score, overall_result, breaches "
-        "FROM runs WHERE status = 'completed' AND (? IS NULL OR started_at <= "
+        f"FROM runs WHERE {STORED} AND (? IS NULL OR started_at <= "
         "(SELECT started_at FROM runs WHERE run_id = ?)) ORDER BY started_at DESC LIMIT ?",
         [before_run, before_run, limit]))
     return list(reversed(rows))

@@ -2,9 +2,12 @@
 
 Lifecycle: `begin_run` records status 'running' (own short transaction); `store_measurements`
 writes every sample, summary and target row inside the caller's transaction, which also
-writes the SLO verdicts and flips the row to 'completed' (`complete_run`). A run that fails
-is marked 'failed' with its reason; one that was killed is found 'running' with a dead PID
-and marked 'aborted' by the next writer. No sample row exists for a run that did not complete.
+writes the SLO verdicts and flips the row to 'evaluated' (`mark_evaluated`). The report and
+the alerts then each record that they are done (`mark_stage_done`); the second of them flips
+the row to 'completed'. A run that fails before its verdicts are stored is marked 'failed'
+with its reason, one that fails after is 'partial' (its data stands; the reason says what is
+missing); one that was killed is found 'running' with a dead PID and marked 'aborted' by the
+next writer. No sample row exists for a run that did not reach 'evaluated'.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from array import array
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -68,12 +71,20 @@ def begin_run(wh: Warehouse, run_id: str, platform: str, *, config_path: str | N
 
 
 def _mark_dead_runs_aborted(con: duckdb.DuckDBPyConnection) -> None:
-    rows = con.execute("SELECT run_id, pid FROM runs WHERE status = 'running'").fetchall()
-    for run_id, pid in rows:
+    """Runs whose writer died: 'aborted' before their verdicts were stored, 'partial' after
+    (their data stands; the report or alerts never came)."""
+    rows = con.execute("SELECT run_id, pid, status FROM runs "
+                       "WHERE status IN ('running', 'evaluated')").fetchall()
+    for run_id, pid, status in rows:
         if pid is None or not _pid_alive(int(pid)):
-            con.execute("UPDATE runs SET status = 'aborted', finished_at = ?, error = "
-                        "'the run stopped before completing (process killed or crashed)' "
-                        "WHERE run_id = ?", [now_utc(), run_id])
+            if status == "running":
+                con.execute("UPDATE runs SET status = 'aborted', finished_at = ?, error = "
+                            "'the run stopped before completing (process killed or crashed)' "
+                            "WHERE run_id = ?", [now_utc(), run_id])
+            else:
+                con.execute("UPDATE runs SET status = 'partial', error = 'the run stopped "
+                            "after its verdicts were stored (process killed or crashed): "
+                            "report or alerts missing' WHERE run_id = ?", [run_id])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,21 +99,42 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
+def fail_run(wh: Warehouse, run_id: str, error: str) -> str | None:
+    """Record why a run failed: 'failed' before its verdicts were stored, 'partial' after
+    (its data stands; the report or alerts are missing). Returns the status set, or None
+    when the run was already finished (or unknown)."""
     with wh.transaction() as con:
-        con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
-                    "WHERE run_id = ? AND status = 'running'", [now_utc(), error[:2000], run_id])
+        row = con.execute("UPDATE runs SET status = CASE status WHEN 'running' THEN 'failed' "
+                          "ELSE 'partial' END, finished_at = ?, error = ? WHERE run_id = ? "
+                          "AND status IN ('running', 'evaluated') RETURNING status",
+                          [now_utc(), error[:2000], run_id]).fetchone()
+    return None if row is None else str(row[0])
 
 
-def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, *, settings: dict[str, Any],
-                 overall: dict[str, Any], probe_cpu_s: float | None = None) -> None:
+def mark_evaluated(con: duckdb.DuckDBPyConnection, run_id: str, *, settings: dict[str, Any],
+                   overall: dict[str, Any], probe_cpu_s: float | None = None) -> None:
+    """The run's samples and verdicts are stored (same transaction as they are)."""
     con.execute(
-        "UPDATE runs SET status = 'completed', finished_at = ?, settings = ?, "
+        "UPDATE runs SET status = 'evaluated', finished_at = ?, settings = ?, "
         "overall_grade = ?, overall_score = ?, overall_passed = ?, overall_result = ?, "
         "breaches = ?, probe_cpu_s = ? WHERE run_id = ?",
         [now_utc(), json.dumps(settings), overall.get("grade"), overall.get("score"),
          overall.get("passed"), overall.get("result"), overall.get("breaches"), probe_cpu_s,
          run_id])
+
+
+def mark_stage_done(con: duckdb.DuckDBPyConnection, run_id: str,
+                    stage: Literal["report", "alerts"]) -> bool:
+    """Record that the run's report or its alerts are done; the run becomes 'completed' when
+    both are (whichever finishes second flips it). True when this call completed the run."""
+    column = {"report": "report_at", "alerts": "alerts_at"}[stage]
+    now = now_utc()
+    con.execute(f"UPDATE runs SET {column} = ? WHERE run_id = ?", [now, run_id])
+    row = con.execute(
+        "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ? "
+        "AND status = 'evaluated' AND report_at IS NOT NULL AND alerts_at IS NOT NULL "
+        "RETURNING run_id", [now, run_id]).fetchone()
+    return row is not None
 
 
 _DICT = pa.dictionary(pa.int32(), pa.string())

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from dualbus_pipeline.indicators import PERCENTILES, SYSTEM_TARGET, Indicator
 from dualbus_pipeline.store.bulk import insert_arrow
+from dualbus_pipeline.store.warehouse import STORED
 
 Connection = duckdb.DuckDBPyConnection  # so slospec/ can type its argument without duckdb
 
@@ -90,13 +91,13 @@ def window_run_ids(con: duckdb.DuckDBPyConnection, run: RunRow, *, runs: int | N
     """The current run plus the completed, non-excluded runs before it inside the window."""
     if runs is not None:
         rows = con.execute(
-            "SELECT run_id FROM runs WHERE status = 'completed' AND NOT excluded "
+            f"SELECT run_id FROM runs WHERE {STORED} AND NOT excluded "
             "AND run_id <> ? AND started_at <= ? ORDER BY started_at DESC LIMIT ?",
             [run.run_id, run.started_at, max(runs - 1, 0)]).fetchall()
     else:
         assert seconds is not None
         rows = con.execute(
-            "SELECT run_id FROM runs WHERE status = 'completed' AND NOT excluded "
+            f"SELECT run_id FROM runs WHERE {STORED} AND NOT excluded "
             "AND run_id <> ? AND started_at <= ? AND started_at > ? ORDER BY started_at DESC",
             [run.run_id, run.started_at, run.started_at - timedelta(seconds=seconds)]
         ).fetchall()
@@ -106,7 +107,7 @@ def window_run_ids(con: duckdb.DuckDBPyConnection, run: RunRow, *, runs: int | N
 def prior_good_runs(con: duckdb.DuckDBPyConnection, run: RunRow, limit: int) -> list[str]:
     """Completed, non-excluded runs that started before `run`, newest first."""
     rows = con.execute(
-        "SELECT run_id FROM runs WHERE status = 'completed' AND NOT excluded AND run_id <> ? "
+        f"SELECT run_id FROM runs WHERE {STORED} AND NOT excluded AND run_id <> ? "
         "AND started_at < ? ORDER BY started_at DESC LIMIT ?",
         [run.run_id, run.started_at, limit]).fetchall()
     return [r[0] for r in rows]
@@ -187,6 +188,50 @@ def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, li
     raise ValueError(f"no query for indicator {ind.name!r}")
 
 
+def sample_events(con: duckdb.DuckDBPyConnection, ind: Indicator, run_id: str,
+                  targets: Sequence[str], *, under: tuple[str, float] | None = None
+                  ) -> dict[str, tuple[int, int]]:
+    """Per target: (good, total) samples of one run. Good = succeeded, and with `under`
+    (op, threshold) answered under the latency line too. Re-taken samples and summaries the
+    probe marked inconclusive are left out: they are no event of the target's. With `under`,
+    the successes of an invalid summary are left out too (their latency is not trusted), its
+    failures are not (a request that failed did, whatever the probe's timing)."""
+    assert ind.table in _SAMPLE_TABLES and ind.sample_kind and ind.metric
+    good, counted = "s.ok", "true"
+    params: list[Any] = []
+    if under is not None:
+        op, threshold = under
+        assert op in ("<", "<=")
+        good += f" AND s.latency_ms {op} ? AND coalesce(m.valid, false)"
+        counted = "coalesce(m.valid, false) OR NOT s.ok"
+        params.append(threshold)
+    rows = con.execute(
+        f"SELECT s.target, count(*) FILTER (WHERE {good}), count(*) FILTER (WHERE {counted}) "
+        f"FROM {ind.table} s "
+        "LEFT JOIN summaries m ON m.run_id = s.run_id AND m.target = s.target "
+        "AND m.scope = ? AND m.metric = ? WHERE s.run_id = ? AND s.kind = ? "
+        "AND NOT coalesce(s.replaced, false) AND NOT coalesce(m.inconclusive, false) "
+        "AND list_contains(?, s.target) GROUP BY s.target",
+        [*params, ind.scope, ind.metric, run_id, ind.sample_kind, list(targets)]).fetchall()
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+def window_events(con: duckdb.DuckDBPyConnection, run: RunRow, slo: str,
+                  windows_s: Sequence[float]) -> dict[tuple[str, float], tuple[int, int, int]]:
+    """Per (target, window): (runs, good, total) of the SLO's events in the stored,
+    non-excluded runs before `run` that started within the window (the run itself is added
+    by the caller: its rows are being written in this transaction)."""
+    rows = con.execute(
+        "SELECT r.target, w.s, count(*), sum(r.good), sum(r.total) FROM slo_results r "
+        "JOIN runs u ON u.run_id = r.run_id, (SELECT unnest(?::DOUBLE[]) AS s) w "
+        f"WHERE r.slo = ? AND u.{STORED} AND NOT u.excluded AND r.run_id <> ? "
+        "AND r.total > 0 AND u.started_at <= ? "
+        "AND u.started_at > ? - to_microseconds((w.s * 1e6)::BIGINT) "
+        "GROUP BY r.target, w.s",
+        [list(windows_s), slo, run.run_id, run.started_at, run.started_at]).fetchall()
+    return {(r[0], float(r[1])): (int(r[2]), int(r[3]), int(r[4])) for r in rows}
+
+
 def summary_states(con: duckdb.DuckDBPyConnection, run_id: str, scope: str,
                    metric: str) -> dict[str, dict[str, Any]]:
     """Per target: count, ok, valid, invalid_reason, inconclusive of one summary (why data may
@@ -216,7 +261,8 @@ RESULT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("error_budget_remaining", pa.float64()), ("burn_rate", pa.float64()),
     ("outcome", pa.string()), ("unit", pa.string()), ("direction", pa.string()),
     ("window_text", pa.string()), ("window_runs", pa.int32()), ("samples", pa.int64()),
-    ("description", pa.string()),
+    ("description", pa.string()), ("good", pa.int64()), ("total", pa.int64()),
+    ("sli_target", pa.float64()), ("burn_state", pa.string()), ("burn_text", pa.string()),
 )
 _RESULT_SCHEMA = pa.schema(list(RESULT_COLUMNS))
 _RESULT_NAMES = [c for c, _ in RESULT_COLUMNS]

@@ -18,6 +18,7 @@ import pyarrow as pa
 from dualbus_pipeline.indicators import CATALOGUE, MIN_SAMPLES
 from dualbus_pipeline.store import baselines
 from dualbus_pipeline.store.slo_queries import Connection, measure, run_row, run_targets
+from dualbus_pipeline.store.warehouse import STORED
 
 DEFAULT_BASELINE_RUNS = 5
 # A point regresses when it moved this many percent the wrong way from its baseline.
@@ -113,7 +114,7 @@ def _fill_baselines(con: Connection, run_id: str, started_at: Any, pinned: str |
         " FROM (SELECT p.*, row_number() OVER (PARTITION BY p.scope, p.target, p.indicator,"
         "       p.aggregate ORDER BY p.started_at DESC) AS rn"
         "       FROM trend_points p JOIN runs r ON r.run_id = p.run_id"
-        "       WHERE r.status = 'completed' AND NOT r.excluded AND p.run_id <> ?"
+        f"       WHERE r.{STORED} AND NOT r.excluded AND p.run_id <> ?"
         "       AND p.started_at < ? AND p.value IS NOT NULL)"
         " WHERE rn <= ? GROUP BY scope, target, indicator, aggregate) b "
         f"WHERE t.run_id = ? AND {_KEY}", [run_id, started_at, n, run_id])
@@ -157,10 +158,10 @@ def regressions(con: Connection, run_id: str) -> list[dict[str, Any]]:
 def system_trend(con: Connection, *, until_run: str | None = None,
                  limit: int = 50) -> list[dict[str, Any]]:
     """Per completed run (oldest first): availability, combined throughput, grade, score."""
-    sql = "SELECT * FROM system_trend WHERE status = 'completed'"
+    sql = f"SELECT * FROM system_trend WHERE {STORED}"
     params: list[Any] = []
     if until_run is not None:
-        sql = ("SELECT * FROM system_trend WHERE (status = 'completed' OR run_id = ?) AND "
+        sql = (f"SELECT * FROM system_trend WHERE ({STORED} OR run_id = ?) AND "
                "started_at <= (SELECT started_at FROM runs WHERE run_id = ?)")
         params = [until_run, until_run]
     rows = _dicts(con.execute(f"SELECT * FROM ({sql} ORDER BY started_at DESC LIMIT ?) "

@@ -29,6 +29,11 @@ from dualbus_pipeline.store import migrations
 _LOCK_RE = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 _held: dict[str, duckdb.DuckDBPyConnection] = {}
 
+# Runs whose samples and verdicts are stored (store/runs.py has the lifecycle): what
+# baselines, windows and trends read. Only 'completed' also means the report and the alerts
+# went out, which is what the dead-man switch watches.
+STORED = "status IN ('evaluated', 'partial', 'completed')"
+
 
 class Warehouse:
     def __init__(self, path: str | Path, *, lock_timeout_s: float | None = None) -> None:

@@ -18,7 +18,7 @@ from dualbus_pipeline.errors import SpecError
 from dualbus_pipeline.probes.model import EngineResult
 from dualbus_pipeline.slospec.evaluate import evaluate_run
 from dualbus_pipeline.slospec.loader import load_slo_dir
-from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+from dualbus_pipeline.store.runs import begin_run, mark_evaluated, store_measurements
 from dualbus_pipeline.store.warehouse import Warehouse
 from tests.slo_builders import bus, engine, pair
 
@@ -87,10 +87,13 @@ def graph(slo_dir: Path, engines: list[EngineResult] | None = None) -> list[obje
             store_measurements(con, context.run.run_id, [bus("md", throughput=3350.0)],
                                measured, [pair("risk", "ml", [1.5] * 100)])
             ev = evaluate_run(con, context.run.run_id, slos, baseline_runs=3)
-            complete_run(con, context.run.run_id, settings={}, overall=ev.overall)
+            mark_evaluated(con, context.run.run_id, settings={}, overall=ev.overall)
+
+    @asset(deps=[slo_results])
+    def trend_tables() -> None: ...
 
     return [engine_measurements, bus_measurements, pair_measurements, slo_results,
-            *make_slo_checks(slos)]
+            trend_tables, *make_slo_checks(slos)]
 
 
 def test_checks_report_breaches_with_severity_and_metadata(tmp_path: Path) -> None:
@@ -119,7 +122,7 @@ def test_checks_report_breaches_with_severity_and_metadata(tmp_path: Path) -> No
     assert up.metadata["failed_targets"].value == "vpin"
 
     avail = evals["availability"]
-    assert avail.asset_key == AssetKey("slo_results")  # blocking checks sit on slo_results
+    assert avail.asset_key == AssetKey("trend_tables")  # blocking: held back the report
     assert not avail.passed and avail.metadata["value"].value == pytest.approx(2 / 3)
 
     tput = evals["throughput"]
@@ -137,7 +140,7 @@ def test_blocking_only_where_the_spec_says_so(tmp_path: Path) -> None:
                         "throughput": False, "roundtrip": False}
     for spec in checks.check_specs:
         if spec.blocking:
-            assert spec.asset_key == AssetKey("slo_results") and not spec.additional_deps
+            assert spec.asset_key == AssetKey("trend_tables") and not spec.additional_deps
         else:
             assert AssetKey("slo_results") in {d.asset_key for d in spec.additional_deps}
 

@@ -25,7 +25,7 @@ from dualbus_pipeline.report.results import build_results
 from dualbus_pipeline.slospec.evaluate import evaluate_run
 from dualbus_pipeline.slospec.model import Slo
 from dualbus_pipeline.store.queries import run_bundle
-from dualbus_pipeline.store.runs import begin_run, complete_run, store_measurements
+from dualbus_pipeline.store.runs import begin_run, mark_evaluated, store_measurements
 from dualbus_pipeline.store.trends import refresh_trends
 from dualbus_pipeline.store.warehouse import Warehouse
 
@@ -96,7 +96,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, Any, di
     with wh.transaction() as con:
         store_measurements(con, "r1", buses, engines, pairs)
         ev = evaluate_run(con, "r1", slos(), baseline_runs=3)
-        complete_run(con, "r1", settings={}, overall=ev.overall)
+        mark_evaluated(con, "r1", settings={}, overall=ev.overall)
     with wh.transaction() as con:
         refresh_trends(con, "r1")
     with wh.connect() as con:

@@ -93,7 +93,8 @@ def test_slo_numbers_and_error_budget(rendered: tuple[dict[str, Any], dict[str, 
     assert "| system_availability (key) | system | system.availability ratio | 75 % |" \
         in objectives
     budgets = section(out["md"], "## Error budgets")
-    assert "| system_availability | system | 75 % | \\> 0.9 | 25 % | 2.50× |" in budgets
+    assert ("| system_availability | system | 6 / 8 | 90 % | 25 % | 2.50× | ok: burn rate "
+            "below every alert threshold |") in budgets
     grades = section(out["md"], "## Grades by category")
     assert "| Latency | F | 3/5 |" in grades          # worst graded latency SLO
     assert "| Reliability and availability | C | 0/1 |" in grades

@@ -115,7 +115,7 @@ def test_good_spec_loads(tmp_path: Path) -> None:
     ("slos.0.weight", 0, 12,
      "slos[0].weight: Input should be greater than 0 (got '0')"),
     ("slos.0.colour", "red", 12,
-     "slos[0].colour: unknown key (allowed: aggregate, blocking, description, grades, "
+     "slos[0].colour: unknown key (allowed: aggregate, blocking, budget, description, grades, "
      "indicator, key, name, objective, scope, severity, targets, weight, window) (got 'red')"),
     ("slos.0.indicator", DELETE, 3, "slos[0].indicator: required key is missing"),
     ("slos.1.targets", ["a"], 24,

@@ -30,10 +30,12 @@ class Post:
 
 @dataclass
 class CaptureSink:
-    """An aiohttp server on its own loop in a background thread; records every POST."""
+    """An aiohttp server on its own loop in a background thread; records every POST, and
+    every request under /ping (a heartbeat endpoint, healthchecks.io-style) in `pings`."""
 
     port: int
     posts: list[Post] = field(default_factory=list)
+    pings: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, body
     status: int = 200
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -43,7 +45,13 @@ class CaptureSink:
         auth = f"{userinfo}@" if userinfo else ""
         return f"json://{auth}127.0.0.1:{self.port}{path}" + (f"?{query}" if query else "")
 
+    def ping_url(self, path: str = "/ping/3f1c9a") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     async def _handle(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/ping"):
+            self.pings.append((request.method, request.path, await request.text()))
+            return web.Response(text="OK", status=self.status)
         body = await request.json()
         self.posts.append(Post(request.path, dict(request.headers), body))
         return web.json_response({"ok": self.status < 400}, status=self.status)
@@ -55,7 +63,7 @@ class CaptureSink:
 
         async def boot() -> None:
             app = web.Application()
-            app.router.add_post("/{tail:.*}", self._handle)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -85,13 +93,16 @@ class CaptureSink:
 
 def topology(sinks: list[AlertSink] | list[str], *, remind_every: str = "4h", for_runs: int = 1,
              schedule: str = "*/15 * * * *", deadman: bool = True,
-             outbox_expiry: str = "24h", inconclusive_runs: int = 3) -> Topology:
+             outbox_expiry: str = "24h", inconclusive_runs: int = 3,
+             heartbeat_url: str | None = None, heartbeat_method: str = "GET") -> Topology:
     return Topology(
         platform="Testplat", buses=[Bus(name="bus", url="redis://127.0.0.1:1/0")],
         schedule=schedule,
         alerts=[s if isinstance(s, AlertSink) else AlertSink(url=s) for s in sinks],
         alerting=Alerting(remind_every=remind_every, for_runs=for_runs, deadman=deadman,
-                          outbox_expiry=outbox_expiry, inconclusive_runs=inconclusive_runs))
+                          outbox_expiry=outbox_expiry, inconclusive_runs=inconclusive_runs,
+                          heartbeat_url=heartbeat_url,
+                          heartbeat_method=heartbeat_method))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def test_run_failure_sensor_alerts_and_marks_the_run_failed(
 
     assert sink.titles() == ["FIRING error: pipeline run failed on Testplat"]
     msg = sink.posts[0].json["message"]
-    assert "step probe_everything: RuntimeError: bus marketdata refused every connection" in msg
+    assert ("pipeline failed at probe_everything: RuntimeError: bus marketdata refused every "
+            "connection") in msg
     assert f"Run: {run_id}" in msg
     (status, error), = rows(wh, "SELECT status, error FROM runs WHERE run_id = ?", [run_id])
     assert status == "failed" and "refused every connection" in error

@@ -81,7 +81,7 @@ def test_pipeline_failure_notifies_every_sink(wh: Warehouse, sink: CaptureSink) 
     msg = sink.posts[0].json["message"]
     assert "ProbeError: no bus reachable" in msg and "Run: run-x" in msg
     assert rows(wh, "SELECT slo, transition, run_id FROM alert_events") == [
-        ("dualbus.pipeline", "failed", "run-x")]
+        ("dualbus.pipeline", "fired", "run-x")]
 
 
 def test_pipeline_failure_still_notifies_when_the_warehouse_is_unusable(
