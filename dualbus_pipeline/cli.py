@@ -18,7 +18,8 @@ from dualbus_pipeline import __version__
 from dualbus_pipeline.errors import DualbusError
 
 # Each module exposes register(subparsers, common) and sets `func` on its parsers.
-COMMAND_MODULES = ("validate", "stack", "probe", "run", "report", "baseline", "alerts", "demo")
+COMMAND_MODULES = ("validate", "stack", "probe", "run", "report", "baseline", "alerts", "silence",
+                   "demo")
 
 
 def common_parser() -> argparse.ArgumentParser:

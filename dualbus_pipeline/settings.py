@@ -139,6 +139,8 @@ def parse_duration_s(text: str) -> float:
 class Alerting(_Model):
     remind_every: str = "4h"
     for_runs: int = Field(1, ge=1, le=100)
+    # passing runs in a row before a firing alert resolves (1: the first passing run)
+    keep_firing_for: int = Field(1, ge=1, le=100)
     # an inconclusive verdict alerts only after this many consecutive inconclusive runs
     inconclusive_runs: int = Field(3, ge=1, le=100)
     outbox_expiry: str = "24h"
@@ -166,6 +168,9 @@ class Alerting(_Model):
 
 class Baseline(_Model):
     runs: int = Field(5, ge=1, le=1000)
+    # a trend point regresses when it moved this many percent the wrong way from its
+    # baseline; the report's "steady" band is the same number (docs/slos.md, trends)
+    regression_pct: float = Field(20.0, gt=0, le=1000)
 
 
 class Scoring(_Model):

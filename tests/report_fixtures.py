@@ -105,7 +105,8 @@ def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggr
             severity: str = "error", *, key: bool = False, baseline: float | None = None,
             budget: float | None = None, burn: float | None = None,
             reason: str | None = None, outcome: str | None = None,
-            events: tuple[int, int, float, str, str] | None = None) -> dict[str, Any]:
+            events: tuple[int, int, float, str, str] | None = None,
+            kind: str | None = None) -> dict[str, Any]:
     """`events`: (good, total, sli_target, burn_state, burn_text) of an SLO with a budget."""
     att = None
     if value and outcome not in ("inconclusive", "pending_baseline"):
@@ -119,7 +120,8 @@ def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggr
             "severity": severity, "weight": 1.0, "is_key": key, "reason": reason,
             "error_budget_remaining": budget, "burn_rate": burn, "outcome": outcome,
             **dict(zip(("good", "total", "sli_target", "burn_state", "burn_text"),
-                       events or (None,) * 5, strict=True))}
+                       events or (None,) * 5, strict=True)),
+            "slo_kind": kind or "objective"}
 
 
 def insert_slo_rows(con: Any, rows: list[dict[str, Any]]) -> None:
@@ -189,17 +191,19 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
         slo_row(run_id, "engine_latency", "engine", "strategy", "engine.latency_ms", "p99",
                 2.284, "<", 10.0, True, "A"),
         slo_row(run_id, "engine_optimization_target", "engine", "strategy",
-                "engine.latency_ms", "p50", 1.142, "<", 0.5, False, "F", "warning"),
+                "engine.latency_ms", "p50", 1.142, "<", 0.5, False, "F", "warning",
+                kind="optimization"),
         slo_row(run_id, "engine_optimization_target", "engine", "risk",
-                "engine.latency_ms", "p50", risk_p50, "<", 0.5, True, "A-", "warning"),
+                "engine.latency_ms", "p50", risk_p50, "<", 0.5, True, "A-", "warning",
+                kind="optimization"),
         slo_row(run_id, "latency_tier_ultra_low", "engine", "risk", "engine.latency_ms", "p50",
-                risk_p50, "<", 0.3, risk_p50 < 0.3, None, "warning"),
+                risk_p50, "<", 0.3, risk_p50 < 0.3, None, "warning", kind="tier"),
         slo_row(run_id, "latency_tier_ultra_low", "engine", "analytics", "engine.latency_ms",
-                "p50", 0.2618, "<", 0.3, True, None, "warning"),
+                "p50", 0.2618, "<", 0.3, True, None, "warning", kind="tier"),
         slo_row(run_id, "latency_tier_high_performance", "engine", "marketdata",
-                "engine.latency_ms", "p50", 0.3312, "<", 0.4, True, None, "warning"),
+                "engine.latency_ms", "p50", 0.3312, "<", 0.4, True, None, "warning", kind="tier"),
         slo_row(run_id, "latency_tier_high_performance", "engine", "xss",
-                "engine.latency_ms", "p50", 0.3501, "<", 0.4, True, None, "warning"),
+                "engine.latency_ms", "p50", 0.3501, "<", 0.4, True, None, "warning", kind="tier"),
         slo_row(run_id, "bus_throughput", "bus", "marketdata", "bus.throughput_msgs_per_s",
                 "value", 3350.0, ">", 1000.0, True, "A-"),
         slo_row(run_id, "cross_engine", "pair", "risk->xss", "pair.roundtrip_ms", "p99",
@@ -233,14 +237,18 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
             "grade": "C" if with_failures else "A", "score": 71.25 if with_failures else 96.0,
             "passed": not with_failures, "result": "fail" if with_failures else "pass",
             "breaches": sum(1 for s in slos if s["outcome"] in ("breach", "no_data")
-                            and "tier" not in s["slo"])})
+                            and s["slo_kind"] != "tier")})
 
 
 def make_warehouse(path: Path, runs: int = 3, *, platform: str = "Nautilus") -> Warehouse:
     """`runs` completed runs `run-1`..`run-N` (lag rising, risk p50 steady)."""
+    from dualbus_pipeline.store.trends import refresh_trends
+
     wh = Warehouse(path)
     for i in range(1, runs + 1):
         write_run(wh, f"run-{i}", platform=platform, lag=10 * i)
+        with wh.transaction() as con:  # what the trend_tables asset does after each run
+            refresh_trends(con, f"run-{i}")
     return wh
 
 

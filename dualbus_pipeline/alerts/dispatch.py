@@ -9,7 +9,7 @@ a no-op for alerts already advanced by it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,10 +30,13 @@ from dualbus_pipeline.alerts.state import (
     advance,
     advance_inconclusive,
     burn_verdict,
+    retire,
 )
 from dualbus_pipeline.config import Topology, parse_duration_s
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store import alerts as store
+from dualbus_pipeline.store import silences as silence_store
+from dualbus_pipeline.store.silences import Silence, covering
 
 
 @dataclass
@@ -44,12 +47,13 @@ class DispatchSummary:
     delivered: int = 0
     pending: int = 0
     inconclusive: int = 0   # inconclusive alerts fired (resolves count in `resolved`)
+    silenced: int = 0       # notifications a silence held back
 
 
 def policy_of(topology: Topology) -> Policy:
     a = topology.alerting
     return Policy(for_runs=a.for_runs, remind_every_s=parse_duration_s(a.remind_every),
-                  inconclusive_runs=a.inconclusive_runs)
+                  inconclusive_runs=a.inconclusive_runs, keep_firing_for=a.keep_firing_for)
 
 
 @dataclass
@@ -62,17 +66,27 @@ class _Batch:
     report_path: str | None
     now: datetime
     summary: DispatchSummary
+    silences: list[Silence] = field(default_factory=list)
     changed: list[store.AlertRow] = field(default_factory=list)
     events: list[store.AlertEvent] = field(default_factory=list)
 
     def apply(self, v: Verdict, step: Step) -> None:
-        """Record one alert's step: its row, its event, its notification."""
+        """Record one alert's step: its row, its event, its notification (held back while a
+        silence covers the SLO × target: a firing one is then told once the silence ends,
+        alerts/state.py)."""
+        silence = covering(self.silences, v.slo.split(":")[0], v.target)
+        if silence is not None and step.notify is not None and step.alert is not None:
+            if step.notify == "firing":
+                step = replace(step, alert=replace(step.alert, last_notified_at=None))
+            step = replace(step, notify=None)
+            self.summary.silenced += 1
         if step.alert is not None:
             self.changed.append(step.alert)
         if step.transition is not None and step.alert is not None:
             self.events.append(store.AlertEvent(
                 self.now, self.run_id, step.alert.slo, v.target, step.transition,
-                f"value {v.value!r}, objective {v.objective_text}, grade {v.grade or '-'}"))
+                f"value {v.value!r}, objective {v.objective_text}, grade {v.grade or '-'}"
+                + (f"; silenced by #{silence.id}: {silence.reason}" if silence else "")))
         if step.notify is None or step.alert is None:
             return
         facts = AlertFacts(slo=v.slo, target=v.target, severity=v.severity, value=v.value,
@@ -101,7 +115,8 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
     modes = alert_modes or {}
     with wh.transaction() as con:
         current = store.load_alerts(con)
-        batch = _Batch(con, topology, run_id, report_path, now, summary)
+        batch = _Batch(con, topology, run_id, report_path, now, summary,
+                       silences=silence_store.active(con, now))
 
         def step(key: str, v: Verdict, advance_fn: Any) -> None:
             prev = current.get((key, v.target))
@@ -109,6 +124,7 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
                 return  # this run already advanced this alert (asset re-materialized)
             batch.apply(v, advance_fn(prev, v, run_id=run_id, now=now, policy=policy))
 
+        live: set[tuple[str, str]] = set()  # the alerts this run's verdicts can still move
         for row in store.run_verdicts(con, run_id):
             v = Verdict.from_row(row)
             mode = modes.get(v.slo, "both")
@@ -116,8 +132,17 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
                 step(v.slo, v, advance)
             step(v.slo + INCONCLUSIVE_SUFFIX, v, advance_inconclusive)
             burn = burn_verdict(row, current.get((v.slo + BURN_SUFFIX, v.target)))
-            if burn is not None and mode != "run":
-                step(burn.slo, burn, advance)
+            if mode != "run":
+                if burn is not None:
+                    step(burn.slo, burn, advance)
+                live.add((v.slo + BURN_SUFFIX, v.target))  # not judged this run: kept as is
+            if mode != "burn":
+                live.add((v.slo, v.target))
+            live.add((v.slo + INCONCLUSIVE_SUFFIX, v.target))
+        for (key, target), prev in current.items():
+            if (prev.state != "resolved" and prev.last_run != run_id
+                    and not key.startswith("dualbus.") and (key, target) not in live):
+                batch.apply(*retire(prev, key, run_id=run_id, now=now))
         # One statement each, whatever the number of targets (1,000 engines: thousands of rows).
         store.save_alerts(con, batch.changed)
         store.add_events(con, batch.events)

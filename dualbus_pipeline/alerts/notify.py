@@ -94,7 +94,7 @@ def alert_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
     ]
     if a.fired_at is not None and kind != "firing":
         lines.append(f"Firing since: {a.fired_at.isoformat(timespec='seconds')}")
-    if a.reason and kind != "resolved":
+    if a.reason:  # a resolve says why too: passing again, or no longer evaluated
         lines.append(f"Reason: {a.reason}")
     ntype: NotifyType = ("success" if kind == "resolved"
                          else "failure" if a.severity == "error" else "warning")

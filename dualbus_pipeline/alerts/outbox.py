@@ -86,8 +86,9 @@ def _find_sink(sinks: Sequence[AlertSink], row: store.OutboxRow) -> AlertSink | 
 
 
 def deliver_pending(wh: Warehouse, topology: Topology, *, now: datetime | None = None,
-                    sender: Sender = send) -> DeliveryReport:
-    """Send every due outbox row. Never raises for a delivery problem."""
+                    sender: Sender = send, force: bool = False) -> DeliveryReport:
+    """Send every due outbox row (`force`: every undelivered row, backing off or not, as
+    `dualbus alerts flush` does once a sink is back). Never raises for a delivery problem."""
     now = now or datetime.now(UTC)
     report = DeliveryReport()
     expiry = timedelta(seconds=parse_duration_s(topology.alerting.outbox_expiry))
@@ -99,7 +100,7 @@ def deliver_pending(wh: Warehouse, topology: Topology, *, now: datetime | None =
         for r in rows:
             if r.sink in blocked:
                 continue
-            if r.next_attempt_at is not None and r.next_attempt_at > now:
+            if not force and r.next_attempt_at is not None and r.next_attempt_at > now:
                 blocked.add(r.sink)  # oldest row of this sink is backing off: keep order
                 continue
             due.append(r)

@@ -10,7 +10,10 @@ Breach alerts:
 * firing on the first breach (or after `for_runs` consecutive breaches: pending before that,
   which damps flapping targets);
 * while firing, a reminder at most every `remind_every`;
-* resolved when the SLO passes again (a notification only if it had fired);
+* resolved when the SLO passes again (a notification only if it had fired); with
+  `keep_firing_for` N > 1, a firing alert resolves only after N passing runs in a row, so a
+  verdict that flips between runs does not resolve and re-fire (a breach in between resets
+  the count, silently: the alert never stopped firing);
 * a result that is not a verdict (pending baseline, inconclusive) changes nothing.
 
 Inconclusive alerts (`advance_inconclusive`), a kind of their own: the platform may be fine,
@@ -92,6 +95,7 @@ class Policy:
     for_runs: int = 1
     remind_every_s: float = 4 * 3600
     inconclusive_runs: int = 3
+    keep_firing_for: int = 1
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,12 @@ def advance(prev: AlertRow | None, v: Verdict, *, run_id: str, now: datetime,
         if prev is None or prev.state == "resolved":
             return Step(None, None, None)
         was_firing = prev.state == "firing"
+        passes = prev.consecutive_passes + 1
+        if was_firing and passes < policy.keep_firing_for:
+            return Step(replace(_with_facts(prev, v, run_id), consecutive_passes=passes),
+                        None, None)
         row = replace(_with_facts(prev, v, run_id), state="resolved", consecutive_breaches=0,
-                      resolved_at=now)
+                      consecutive_passes=0, resolved_at=now)
         if was_firing:
             return Step(replace(row, last_notified_at=now), "resolved", "resolved")
         return Step(row, "cleared", None)
@@ -125,12 +133,15 @@ def advance(prev: AlertRow | None, v: Verdict, *, run_id: str, now: datetime,
             return Step(_fire(row, now), "fired", "firing")
         return Step(row, "pending", None)
     count = prev.consecutive_breaches + 1
-    row = replace(_with_facts(prev, v, run_id), consecutive_breaches=count)
+    row = replace(_with_facts(prev, v, run_id), consecutive_breaches=count,
+                  consecutive_passes=0)
     if prev.state == "pending":
         if count >= policy.for_runs:
             return Step(_fire(row, now), "fired", "firing")
         return Step(row, None, None)
     # Still firing.
+    if prev.last_notified_at is None:  # it fired while silenced: tell it now
+        return Step(replace(row, last_notified_at=now), "reminded", "firing")
     last = prev.last_notified_at or prev.fired_at
     if last is None or (now - last).total_seconds() >= policy.remind_every_s:
         return Step(replace(row, last_notified_at=now), "reminded", "reminder")
@@ -194,3 +205,24 @@ def burn_verdict(row: dict[str, Any], prev: AlertRow | None) -> Verdict | None:
                    indicator=row.get("indicator") or "",
                    reason=(row.get("burn_text") or "") + left,
                    outcome="pass" if state == "ok" else "breach")
+
+
+RETIRED_REASON = ("no longer evaluated: the SLO or the target is gone from the configuration "
+                  "(or the SLO no longer sends this alert)")
+
+
+def retire(prev: AlertRow, key: str, *, run_id: str, now: datetime) -> tuple[Verdict, Step]:
+    """Resolve an active alert whose SLO × target this run no longer evaluates: a removed
+    target or a renamed SLO must not stay firing forever. The notification (only if it had
+    fired) says why."""
+    inconclusive = key.endswith(INCONCLUSIVE_SUFFIX)
+    v = Verdict(slo=key.removesuffix(INCONCLUSIVE_SUFFIX), target=prev.target,
+                severity=prev.severity, passed=True, value=prev.value,
+                objective_text=prev.objective_text or "", grade=prev.grade,
+                reason=RETIRED_REASON, outcome="pass")
+    row = replace(prev, state="resolved", consecutive_breaches=0, consecutive_passes=0,
+                  resolved_at=now, last_run=run_id)
+    if prev.state != "firing":
+        return v, Step(row, "cleared", None)
+    notify: NotifyKind = "inconclusive_resolved" if inconclusive else "resolved"
+    return v, Step(replace(row, last_notified_at=now), "resolved", notify)

@@ -12,13 +12,16 @@ from dualbus_pipeline.config import Topology, load_config
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "alerts", parents=[common], help="list alert state and delivery; `alerts test`",
+        "alerts", parents=[common],
+        help="list alert state and delivery; `alerts test`; `alerts flush`",
         description="Without an action: list every alert (one per SLO and target) with its "
         "state and how its latest notification was delivered per sink, then what the outbox "
         "still holds. `dualbus alerts test` sends a test notification to every sink and "
-        "exits 1 if any sink failed.")
-    p.add_argument("action", nargs="?", choices=["list", "test"], default="list",
-                   help="list (default) or test")
+        "exits 1 if any sink failed. `dualbus alerts flush` delivers every undelivered "
+        "notification now, backoff or not (a sink is back), and exits 1 if any is still "
+        "pending.")
+    p.add_argument("action", nargs="?", choices=["list", "test", "flush"], default="list",
+                   help="list (default), test or flush")
     p.add_argument("--state", choices=["firing", "pending", "resolved", "all"], default="all",
                    help="which alerts to list (default: all)")
     p.set_defaults(func=run)
@@ -28,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.action == "test":
         return _test(cfg.topology)
+    if args.action == "flush":
+        return _flush(cfg.topology, cfg.warehouse_path(args.warehouse))
     return _list(cfg.warehouse_path(args.warehouse), None if args.state == "all" else args.state)
 
 
@@ -46,6 +51,21 @@ def _test(topology: Topology) -> int:
             print(f"FAILED     {r.sink}: {r.error}")
     print(f"{len(topology.alerts) - failed}/{len(topology.alerts)} sinks delivered")
     return 1 if failed else 0
+
+
+def _flush(topology: Topology, path: Path) -> int:
+    from dualbus_pipeline.alerts.outbox import deliver_pending
+    from dualbus_pipeline.store import Warehouse
+
+    if not path.exists():
+        print(f"no warehouse at {path} yet: nothing to deliver")
+        return 0
+    report = deliver_pending(Warehouse(path), topology, force=True)
+    print(f"outbox flushed: {report.delivered} delivered, {report.pending} pending, "
+          f"{report.expired} expired")
+    for sink, error in report.errors.items():
+        print(f"  FAILED {sink}: {error}")
+    return 1 if report.pending else 0
 
 
 def _ts(v: datetime | None) -> str:

@@ -192,13 +192,15 @@ def slo_results(context: AssetExecutionContext, topology: TopologyResource,
 @asset(group_name=WAREHOUSE, kinds={"duckdb"}, deps=["slo_results"],
        description="Trend tables: each target's indicators over runs vs the baseline (delta, "
        "regression flag) and the system trend per run.")
-def trend_tables(context: AssetExecutionContext,
+def trend_tables(context: AssetExecutionContext, topology: TopologyResource,
                  warehouse: WarehouseResource) -> MaterializeResult[None]:
     from dualbus_pipeline.store.trends import refresh_trends
 
+    base = topology.loaded().topology.baseline
     wh = warehouse.warehouse()
     with recording_failure(wh, context.run.run_id, "trend_tables"), wh.transaction() as con:
-        info = refresh_trends(con, context.run.run_id)
+        info = refresh_trends(con, context.run.run_id, baseline_runs=base.runs,
+                              regression_pct=base.regression_pct)
     meta = {k: v for k, v in (info or {}).items() if isinstance(v, int | float | str)}
     progress.emit("trend_tables", ", ".join(f"{k}={v}" for k, v in meta.items()) or "refreshed")
     return MaterializeResult(metadata=meta)
@@ -233,8 +235,13 @@ def graded_report(context: AssetExecutionContext, topology: TopologyResource,
 
     wh = warehouse.warehouse()
     with recording_failure(wh, context.run.run_id, "graded_report"):
-        out = build_and_store_report(wh, context.run.run_id, Path(report.templates_dir))
-        note = _stage_done(wh, topology.loaded(), context.run.run_id, "report")
+        cfg = topology.loaded()
+        t = cfg.topology
+        out = build_and_store_report(wh, context.run.run_id, Path(report.templates_dir),
+                                     baseline_runs=t.baseline.runs,
+                                     regression_pct=t.baseline.regression_pct,
+                                     pass_score=t.scoring.pass_score)
+        note = _stage_done(wh, cfg, context.run.run_id, "report")
     progress.emit("graded_report", str(out.paths["html"]) + note)
     md = out.rendered["md"]
     return MaterializeResult(metadata={

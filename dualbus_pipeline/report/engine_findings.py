@@ -33,14 +33,13 @@ Row = dict[str, Any]
 
 
 def is_tier_slo(slo: Row) -> bool:
-    return "tier" in str(slo.get("name", "")).lower() and slo.get("indicator") in ENGINE_LATENCY
+    """An SLO whose `kind: tier` groups engines by its grade bands (never by its name)."""
+    return slo.get("kind") == "tier"
 
 
 def is_optimization_slo(slo: Row) -> bool:
-    if slo.get("indicator") not in ENGINE_LATENCY or is_tier_slo(slo):
-        return False
-    return "optimi" in str(slo.get("name", "")).lower() or (
-        slo.get("indicator") == HOT and slo.get("aggregate") == "p50")
+    """The optimization target: `kind: optimization` in the spec."""
+    return slo.get("kind") == "optimization"
 
 
 _HOT_BASIS = {"key": "hot_latency_ms", "label": "hot-path p50"}

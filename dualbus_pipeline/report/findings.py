@@ -27,13 +27,17 @@ from dualbus_pipeline.report.engine_findings import (
 )
 from dualbus_pipeline.slospec.gate import outcome_of
 from dualbus_pipeline.slospec.model import GRADE_ORDER
+from dualbus_pipeline.store.trends import REGRESSION_PCT
 
 __all__ = ["ABOVE_TARGET", "DEFAULT_OPTIMIZATION_TARGET_MS", "DEFAULT_TIERS", "STANDARD_TIER",
            "is_optimization_slo", "is_tier_slo", "latency_tiers", "optimization_target",
            "readiness"]
 
 # A metric counts as regressed/improved when it moved by more than this factor vs baseline.
-TREND_TOLERANCE = 1.10
+# A move counts as better or worse past this factor; the trend tables flag a regression at
+# the same bound (baseline.regression_pct, store/trends.py), and report_trends passes the
+# configured one as `tolerance`.
+TREND_TOLERANCE = 1 + REGRESSION_PCT / 100
 # A passed higher-is-better capacity SLO with less headroom than this is a planning item.
 CAPACITY_HEADROOM = 1.5
 
@@ -194,7 +198,8 @@ def baseline_comparisons(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _compare(base: float | None, value: float | None, lower_better: bool) -> dict[str, Any]:
+def _compare(base: float | None, value: float | None, lower_better: bool,
+             tolerance: float = TREND_TOLERANCE) -> dict[str, Any]:
     """factor > 1 means better than baseline, whichever direction the metric runs."""
     if base is None or value is None:
         return {"baseline": base, "current": value, "factor": None, "verdict": "no data"}
@@ -205,9 +210,9 @@ def _compare(base: float | None, value: float | None, lower_better: bool) -> dic
     if factor is None:
         verdict = "steady" if base == value else ("improved" if (value < base) == lower_better
                                                   else "regressed")
-    elif factor >= TREND_TOLERANCE:
+    elif factor >= tolerance:
         verdict = "improved"
-    elif factor <= 1 / TREND_TOLERANCE:
+    elif factor <= 1 / tolerance:
         verdict = "regressed"
     else:
         verdict = "steady"
@@ -215,6 +220,10 @@ def _compare(base: float | None, value: float | None, lower_better: bool) -> dic
 
 
 # --------------------------------------------------------------------------- trends
+
+
+def tolerance(trends: dict[str, Any] | None) -> float:
+    return float((trends or {}).get("tolerance") or TREND_TOLERANCE)
 
 
 def trend_rows(trends: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -231,7 +240,7 @@ def trend_rows(trends: dict[str, Any] | None) -> list[dict[str, Any]]:
         if base is None and len(points) >= 2:
             base = statistics.median(p["value"] for p in points[:-1])
         lower_better = s.get("direction", "lower") == "lower"
-        cmp = _compare(base, current, lower_better)
+        cmp = _compare(base, current, lower_better, tolerance(trends))
         if s.get("regression") is not None and cmp["verdict"] != "no data":
             # the trend tables' own flag wins, so the report agrees with alerts and the UI
             if s["regression"]:

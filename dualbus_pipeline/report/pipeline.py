@@ -20,16 +20,22 @@ class ReportOutput:
     paths: dict[str, Path]
 
 
-def build_and_store_report(wh: Warehouse, run_id: str, templates_dir: Path | None) -> ReportOutput:
+def build_and_store_report(wh: Warehouse, run_id: str, templates_dir: Path | None, *,
+                           baseline_runs: int = 5, regression_pct: float = 20.0,
+                           pass_score: float = 90.0) -> ReportOutput:
+    """The run's report with the topology's `baseline` and `scoring` settings (the same ones
+    the trend tables and the grading used)."""
     from dualbus_pipeline.report.render import render_reports, write_report_files
     from dualbus_pipeline.store.trends import report_trends
 
     with wh.connect() as con:
         bundle = run_bundle(con, run_id)
-        trends = report_trends(con, run_id)
+        trends = report_trends(con, run_id, baseline_runs=baseline_runs,
+                               regression_pct=regression_pct)
         past = history(con, before_run=run_id, limit=HISTORY_RUNS)
     results = build_results(bundle)
-    rendered = render_reports(results, trends=trends, history=past, templates_dir=templates_dir)
+    rendered = render_reports(results, trends=trends, history=past, templates_dir=templates_dir,
+                              pass_score=pass_score)
     paths = write_report_files(run_id, rendered, wh.reports_dir)
     with wh.transaction() as con:
         for fmt, content in rendered.items():

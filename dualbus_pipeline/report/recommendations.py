@@ -149,19 +149,21 @@ def _optimization_rule(results: dict[str, Any], opt: dict[str, Any], add: Add) -
 
 
 def _lag_rules(results: dict[str, Any], trends: dict[str, Any] | None, add: Add) -> None:
+    # the trend tables' lag series: per engine (engine.consumer_lag, where an SLO uses it) and
+    # per bus (bus.consumer_lag, always trended: the largest lag of the bus's groups)
     lag_series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in trend_rows(trends):
         s = row["series"]
-        if is_lag_series(s):
-            lag_series[(str(s.get("bus") or ""), str(s.get("target")))] = row["points"]
+        if is_lag_series(s) and "pending" not in str(s.get("indicator", "")):
+            lag_series[(str(s.get("scope")), str(s.get("target")))] = row["points"]
     growing, present = [], []
     for b in results.get("buses", []):
         for st in b.get("streams", []):
             lag, pending = st.get("lag") or 0, st.get("pending") or 0
             if not lag and not pending:
                 continue
-            pts = lag_series.get((b["name"], st["engine"])) or lag_series.get(
-                ("", st["engine"])) or lag_series.get(("", st["stream"]))
+            pts = lag_series.get(("engine", st["engine"])) or lag_series.get(
+                ("bus", b["name"]))
             where = f"stream {st['stream']} (group {st['group']}) on {b.get('title') or b['name']}"
             if pts and rising(pts):
                 vals = ", ".join(fmt_num(p["value"]) for p in pts[-3:])

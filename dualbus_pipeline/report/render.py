@@ -163,10 +163,11 @@ def build_view(results: dict[str, Any], trends: dict[str, Any] | None = None,
         "has_trends": any(len(r["points"]) >= 2 for r in trend_rows),
         "history": history or [],
         "error_budgets": findings.error_budgets(results),
+        "silences": results.get("silences") or [],
         "methodology": methodology(results),
         "defaults": {"tiers": findings.DEFAULT_TIERS,
                      "optimization_ms": findings.DEFAULT_OPTIMIZATION_TARGET_MS,
-                     "tolerance": findings.TREND_TOLERANCE},
+                     "tolerance": findings.tolerance(trends)},
     }
 
 
@@ -303,7 +304,8 @@ def build_charts(view: dict[str, Any]) -> dict[str, Markup]:
     if len(hist) >= 2:
         out["history"] = charts.trend_line(
             "chart-history", "Overall score over runs",
-            [(str(h["run_id"])[:8], h["overall_score"]) for h in hist], objective=90.0)
+            [(str(h["run_id"])[:8], h["overall_score"]) for h in hist],
+            objective=float(view.get("pass_score", 90.0)))
     return out
 
 
@@ -312,10 +314,12 @@ def build_charts(view: dict[str, Any]) -> dict[str, Markup]:
 
 def render_reports(results: dict[str, Any], *, trends: dict[str, Any] | None = None,
                    history: list[dict[str, Any]] | None = None,
-                   templates_dir: Path | None = None) -> dict[str, str]:
-    """{"md", "html", "json"} for one run. `trends`/`history` may be None (no history yet)."""
+                   templates_dir: Path | None = None,
+                   pass_score: float = 90.0) -> dict[str, str]:
+    """{"md", "html", "json"} for one run. `trends`/`history` may be None (no history yet);
+    `pass_score` (scoring.pass_score) is the pass line of the score-history chart."""
     tdir = Path(templates_dir) if templates_dir is not None else shipped_dir("templates")
-    view = build_view(results, trends, history)
+    view = {**build_view(results, trends, history), "pass_score": pass_score}
     md = _environment(tdir, html=False).get_template("report.md.j2").render(**view)
     html_view = {**view, "charts": build_charts(view)}
     html = _environment(tdir, html=True).get_template("report.html.j2").render(**html_view)

@@ -122,6 +122,7 @@ def _slo(r: Row) -> Row:
         "burn_rate": _round(r["burn_rate"]),
         "good": r.get("good"), "total": r.get("total"), "sli_target": r.get("sli_target"),
         "burn_state": r.get("burn_state"), "burn_text": r.get("burn_text"),
+        "kind": r.get("slo_kind") or "objective",
     }
 
 
@@ -188,6 +189,9 @@ def build_results(bundle: dict[str, Any]) -> dict[str, Any]:
             "inconclusive": sum(s["outcome"] == "inconclusive" for s in slos),
             "pending": sum(s["outcome"] == "pending_baseline" for s in slos),
         },
+        "silences": [{"id": x["id"], "starts_at": _iso(x["starts_at"]),
+                      "ends_at": _iso(x["ends_at"]), "target": x["target"], "slo": x["slo"],
+                      "reason": x["reason"]} for x in bundle.get("silences") or []],
         "methodology": {"probe_settings": settings, "sample_counts": bundle["sample_counts"],
                         "replaced_samples": bundle.get("replaced_samples") or {},
                         "probe_cpu_s": _round(run.get("probe_cpu_s"), 3)},

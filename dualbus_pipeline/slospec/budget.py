@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dualbus_pipeline.indicators import PERCENTILES
 from dualbus_pipeline.slospec.model import Slo
-from dualbus_pipeline.store import slo_queries
+from dualbus_pipeline.store import silences, slo_queries
 from dualbus_pipeline.store.slo_queries import Connection, RunRow
 
 if TYPE_CHECKING:  # evaluate.py imports this module
@@ -184,10 +184,16 @@ def with_budgets(con: Connection, run: RunRow, slo: Slo,
     period = period_s(slo)
     windows = windows_for(period)
     past = slo_queries.window_events(con, run, slo.name, windows)
+    silenced = silences.active(con, run.started_at)
     out = []
     for r in results:
         if r.outcome not in ("pass", "breach", "no_data"):
             out.append(r)  # inconclusive or pending baseline: no event of the target's
+            continue
+        silence = silences.covering(silenced, slo.name, r.target)
+        if silence is not None:  # maintenance: its events stay out of the budget
+            out.append(replace(r, sli_target=target, burn_text=(
+                f"silenced (#{silence.id}: {silence.reason}): left out of the budget")))
             continue
         good, total = ((int(r.outcome == "pass"), 1) if form == "runs"
                        else events.get(r.target, (0, 0)))

@@ -72,6 +72,7 @@ class SloResult:
     sli_target: float | None = None
     burn_state: str | None = None
     burn_text: str | None = None
+    slo_kind: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         # Shallow on purpose: every field is a scalar, and dataclasses.asdict's deep copy
@@ -264,7 +265,7 @@ def _result(run: RunRow, slo: Slo, ind: Indicator, target: str, m: Measured | No
         "objective_text": obj.text(), "severity": slo.severity, "weight": slo.weight,
         "is_key": slo.key, "unit": ind.unit, "direction": ind.direction,
         "window_text": slo.window, "window_runs": window_runs,
-        "description": slo.description,
+        "description": slo.description, "slo_kind": slo.kind,
         "samples": None if m is None else (m.good if ind.kind in ("samples", "value", "sum")
                                            else m.total),
     }

@@ -153,6 +153,9 @@ class Slo(_Model):
     blocking: bool = False
     grades: dict[str, float] | None = None
     budget: Budget | None = None
+    # what the report makes of it: an objective (default), a latency tier (engines grouped by
+    # its grade bands) or the optimization target (docs/slos.md, latency tiers)
+    kind: Literal["objective", "tier", "optimization"] = "objective"
 
     @field_validator("scope", mode="before")
     @classmethod
@@ -260,6 +263,10 @@ def cross_problems(slo: Slo) -> list[tuple[Loc, str, Any]]:
     elif isinstance(obj.value, str):
         out.append((("objective", "value"), "must be a number (an offset like '+10%' needs "
                     "relative_to: baseline)", obj.value))
+    if slo.kind != "objective" and slo.indicator not in ("engine.latency_ms",
+                                                          "engine.hot_latency_ms"):
+        out.append((("kind",), f"a {slo.kind} SLO groups engines by latency: its indicator "
+                    "must be engine.latency_ms or engine.hot_latency_ms", slo.kind))
     if slo.budget is not None:
         from dualbus_pipeline.slospec.budget import event_form  # budget.py imports this module
 

@@ -36,14 +36,16 @@ class AlertRow:
     value: float | None = None
     objective_text: str | None = None
     grade: str | None = None
+    consecutive_passes: int = 0  # passing runs in a row while firing (keep_firing_for)
 
 
 _ALERT_COLS = ("slo", "target", "state", "severity", "consecutive_breaches", "first_breach_run",
                "last_run", "fired_at", "resolved_at", "last_notified_at", "value",
-               "objective_text", "grade")
+               "objective_text", "grade", "consecutive_passes")
 _TS = pa.timestamp("us", tz="UTC")
 _ALERT_TYPES = {"consecutive_breaches": pa.int32(), "fired_at": _TS, "resolved_at": _TS,
-                "last_notified_at": _TS, "value": pa.float64()}
+                "last_notified_at": _TS, "value": pa.float64(),
+                "consecutive_passes": pa.int32()}
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,20 @@ def run_verdicts(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, 
 def load_alerts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], AlertRow]:
     cols = ", ".join(_ALERT_COLS)
     rows = con.execute(f"SELECT {cols} FROM alerts").fetchall()
-    return {(r[0], r[1]): AlertRow(*r) for r in rows}
+    return {(r[0], r[1]): _alert(r) for r in rows}
 
 
 def load_alert(con: duckdb.DuckDBPyConnection, slo: str, target: str) -> AlertRow | None:
     cols = ", ".join(_ALERT_COLS)
     r = con.execute(f"SELECT {cols} FROM alerts WHERE slo = ? AND target = ?",
                     [slo, target]).fetchone()
-    return None if r is None else AlertRow(*r)
+    return None if r is None else _alert(r)
+
+
+def _alert(r: tuple[Any, ...]) -> AlertRow:
+    fields = dict(zip(_ALERT_COLS, r, strict=True))
+    fields["consecutive_passes"] = fields["consecutive_passes"] or 0  # rows from before v7
+    return AlertRow(**fields)
 
 
 def save_alerts(con: duckdb.DuckDBPyConnection, rows: Sequence[AlertRow]) -> None:

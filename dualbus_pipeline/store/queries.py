@@ -46,6 +46,11 @@ def run_bundle(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"run": run_row(con, run_id)}
     for key, sql in q.items():
         out[key] = _dicts(con.execute(sql, [run_id]))
+    run = out["run"] or {}
+    out["silences"] = _dicts(con.execute(
+        "SELECT id, starts_at, ends_at, target, slo, reason FROM silences WHERE starts_at <= "
+        "coalesce(?, now()) AND ends_at > ? ORDER BY id",
+        [run.get("finished_at"), run.get("started_at")])) if run else []
     out["sample_counts"] = {}
     out["replaced_samples"] = {}
     for kind in ("engine", "bus", "pair"):  # a fixed list: the table name is never user text

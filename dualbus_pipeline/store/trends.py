@@ -214,8 +214,13 @@ def baseline_comparison(con: Connection, run_id: str, *,
             "metrics": metrics}
 
 
-def report_trends(con: Connection, run_id: str, *, limit: int = 20) -> dict[str, Any]:
-    """Trend series in the shape report/trend_data.py documents, plus the comparison."""
+def report_trends(con: Connection, run_id: str, *, limit: int = 20,
+                  baseline_runs: int = DEFAULT_BASELINE_RUNS,
+                  regression_pct: float = REGRESSION_PCT) -> dict[str, Any]:
+    """Trend series for the report (`series`: per scope, target, indicator and aggregate, its
+    points oldest first with baseline, current, delta % and the regression flag of the trend
+    tables), the baseline comparison, the system trend, and `tolerance`: the factor a move
+    must exceed to count as better or worse (1 + regression_pct / 100)."""
     points = target_trend(con, until_run=run_id, limit_runs=limit)
     objectives = {(r[0], r[1], r[2]): r[3] for r in con.execute(
         "SELECT target, indicator, aggregate, min(objective) FROM slo_results "
@@ -224,11 +229,14 @@ def report_trends(con: Connection, run_id: str, *, limit: int = 20) -> dict[str,
     series: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for p in points:
         key = (p["scope"], p["target"], p["indicator"], p["aggregate"])
-        short = p["indicator"].split(".", 1)[1].removesuffix("_ms")
+        short = p["indicator"].split(".", 1)[1].removesuffix("_ms").removesuffix(
+            "_msgs_per_s")
+        words = short.replace("_", " ") + (
+            "" if p["aggregate"] in ("value", "ratio") else f" {p['aggregate']}")
         s = series.setdefault(key, {
             "scope": p["scope"], "target": p["target"], "indicator": p["indicator"],
             "metric": p["aggregate"] if short == "latency" else f"{short} {p['aggregate']}",
-            "label": f"{p['target']} {short} {p['aggregate']}", "unit": p["unit"],
+            "label": f"{p['target']} {words}", "unit": p["unit"],
             "direction": p["direction"],
             "objective": objectives.get((p["target"], p["indicator"], p["aggregate"])),
             "baseline": None, "current": None, "delta_pct": None, "regression": None,
@@ -238,10 +246,11 @@ def report_trends(con: Connection, run_id: str, *, limit: int = 20) -> dict[str,
         if p["run_id"] == run_id:
             s.update(baseline=p["baseline"], current=p["value"], delta_pct=p["delta_pct"],
                      regression=p["regression"])
-    comparison = baseline_comparison(con, run_id)
+    comparison = baseline_comparison(con, run_id, baseline_runs=baseline_runs)
     return {"baseline": {"run_id": (comparison["baseline"]["run_ids"] or [None])[0],
                          "run_ids": comparison["baseline"]["run_ids"],
                          "label": comparison["baseline"]["source"]},
             "series": list(series.values()), "comparison": comparison,
+            "tolerance": 1 + regression_pct / 100,
             "system": system_trend(con, until_run=run_id, limit=limit),
             "regressions": regressions(con, run_id)}

@@ -11,8 +11,8 @@ import pytest
 
 from dualbus_pipeline.report.render import render_reports, write_report_files
 from dualbus_pipeline.report.results import build_results
-from dualbus_pipeline.report.trend_data import collect_trends
 from dualbus_pipeline.store.queries import history, run_bundle
+from dualbus_pipeline.store.trends import report_trends
 from tests.report_fixtures import XSS, make_warehouse
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,7 +35,7 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wh = make_warehouse(tmp / "w.duckdb", 3, platform=f"Nautilus {XSS}")
     with wh.connect() as con:
         results = build_results(run_bundle(con, "run-3"))
-        trends = collect_trends(con, "run-3")
+        trends = report_trends(con, "run-3")
         past = history(con, before_run="run-3", limit=30)
     rendered = render_reports(results, trends=trends, history=past)
     return write_report_files("run-3", rendered, tmp / "reports")["html"]

@@ -13,9 +13,9 @@ from dualbus_pipeline.errors import DualbusError
 from dualbus_pipeline.report.formatting import fmt_ms, fmt_rate
 from dualbus_pipeline.report.render import md_escape, render_reports, write_report_files
 from dualbus_pipeline.report.results import build_results
-from dualbus_pipeline.report.trend_data import collect_trends
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store.queries import history, run_bundle
+from dualbus_pipeline.store.trends import report_trends
 from tests.report_fixtures import XSS, make_warehouse, write_run
 
 MD_SECTIONS = ("## Executive summary", "## System overview", "## Engines by latency tier",
@@ -38,7 +38,7 @@ def wh(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
 def rendered(wh: Warehouse) -> tuple[dict[str, Any], dict[str, str]]:
     with wh.connect() as con:
         results = build_results(run_bundle(con, "run-3"))
-        trends = collect_trends(con, "run-3")
+        trends = report_trends(con, "run-3")
         past = history(con, before_run="run-3", limit=30)
     return results, render_reports(results, trends=trends, history=past)
 
@@ -98,7 +98,7 @@ def test_slo_numbers_and_error_budget(rendered: tuple[dict[str, Any], dict[str, 
     grades = section(out["md"], "## Grades by category")
     assert "| Latency | F | 3/5 |" in grades          # worst graded latency SLO
     assert "| Reliability and availability | C | 0/1 |" in grades
-    assert len([s for s in results["slos"] if "tier" in s["name"]]) == 4
+    assert len([s for s in results["slos"] if s["kind"] == "tier"]) == 4
     assert "tier" not in objectives                  # tiers group engines, they are not SLOs
 
 
@@ -227,8 +227,11 @@ def test_trends_and_methodology_come_from_data(
     assert "| delivery_regression | engine_logic | 0.450 ms | 0.902 ms | 0.50× | regressed |" \
         in trend
     assert "latest baseline run `run-2`" in trend
-    assert "| engine_logic-risk-stream lag | 15 entries | 30 entries | 0.50× | regressed | 3 |" \
+    # the trend tables' own series (store/trends.py), as the pipeline stores them
+    assert "| engine_logic consumer lag | 15 entries | 30 entries | 0.50× | regressed | 3 |" \
         in trend
+    assert "| risk latency p50 | 0.300 ms | 0.300 ms | 1.00× | steady | 3 |" in trend
+    assert "Moves within ±20 % count as steady." in trend  # baseline.regression_pct
     meth = section(out["md"], "## Methodology")
     assert "| Requests per engine | 100 |" in meth
     assert "| Round-trip timeout | 2.5s |" in meth
@@ -244,13 +247,13 @@ def test_json_is_the_results(rendered: tuple[dict[str, Any], dict[str, str]]) ->
 
 def test_default_tiers_when_no_tier_slo(rendered: tuple[dict[str, Any], dict[str, str]]) -> None:
     results, _ = rendered
-    changed = {**results, "slos": [s for s in results["slos"] if "tier" not in s["name"]]}
+    changed = {**results, "slos": [s for s in results["slos"] if s["kind"] != "tier"]}
     md = render_reports(changed)["md"]
     tiers = section(md, "## Engines by latency tier")
     assert "grouped by their hot-path p50: the seed's tiers" in tiers
     assert "### Ultra-low latency (hot-path p50 \\< 0.3 ms)" in tiers
     assert tiers.index("| Risk |") < tiers.index("### High performance")
-    # the optimization SLO (named *optimi*) bounds Standard; Strategy (hot 1.05 ms) is above
+    # the optimization SLO (kind: optimization) bounds Standard; Strategy (hot 1.05 ms) is above
     assert "### Standard (hot-path p50 \\< 0.5 ms)" in tiers
     above = section(tiers + "\n## end", "### Above the optimization target")
     assert "| Strategy | 1.051 ms |" in above and "| Risk |" not in above
@@ -272,3 +275,24 @@ def test_write_report_files_refuses_escaping_ids(tmp_path: Path, bad: str) -> No
     with pytest.raises(DualbusError, match="refusing run id"):
         write_report_files(bad, {"md": "x"}, tmp_path / "reports")
     assert not (tmp_path / "escape").exists()
+
+
+def test_sections_follow_the_slo_kind_not_its_name(
+        rendered: tuple[dict[str, Any], dict[str, str]]) -> None:
+    results, out = rendered
+    renamed = {"latency_tier_ultra_low": "fast_group", "engine_optimization_target": "speedy",
+               "engine_latency": "latency_tier_lookalike"}
+    changed = {**results, "slos": [{**s, "name": renamed.get(s["name"], s["name"])}
+                                   for s in results["slos"]]}
+    md = render_reports(changed)["md"]
+    objectives = section(md, "## Performance vs objectives")
+    # kind: objective, whatever the name says: an objective, not a tier
+    assert "| latency_tier_lookalike (key) | risk |" in objectives
+    assert "fast_group" not in objectives  # a tier groups engines; it is not an objective
+    # the tiers and the optimization target read the kinds: the same picture as before
+    tiers = section(md, "## Engines by latency tier")
+    assert "Tiers come from the SLOs fast_group, latency_tier_high_performance" in tiers
+    # the group is titled from the SLO's name; what is in it comes from its kind and result
+    assert tiers.replace("fast_group", "latency_tier_ultra_low").replace(
+        "### Fast group", "### Ultra low") == section(out["md"], "## Engines by latency tier")
+    assert "**Optimize 1 engine above the 0.5 ms optimization target on paced latency**" in md

@@ -116,7 +116,8 @@ def test_good_spec_loads(tmp_path: Path) -> None:
      "slos[0].weight: Input should be greater than 0 (got '0')"),
     ("slos.0.colour", "red", 12,
      "slos[0].colour: unknown key (allowed: aggregate, blocking, budget, description, grades, "
-     "indicator, key, name, objective, scope, severity, targets, weight, window) (got 'red')"),
+     "indicator, key, kind, name, objective, scope, severity, targets, weight, window) "
+     "(got 'red')"),
     ("slos.0.indicator", DELETE, 3, "slos[0].indicator: required key is missing"),
     ("slos.1.targets", ["a"], 24,
      "slos[1].targets: system scope has a single target; remove targets (got \"['a']\")"),
@@ -196,3 +197,19 @@ def test_validate_command_reports_slo_problems(tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2
     assert "slos[0].objective.op: must be one of <, <=, >, >= (got '<>')" in err
+
+
+def test_kind_and_budget_rules_name_the_field(tmp_path: Path) -> None:
+    assert problems(tmp_path / "a", mutate("slos.1.kind", "tier")) == [
+        "F:24: slos[1].kind: a tier SLO groups engines by latency: its indicator must be "
+        "engine.latency_ms or engine.hot_latency_ms (got 'tier')"]
+    assert problems(tmp_path / "b", mutate("slos.2.budget", {"target": 0.9})) == [
+        "F:36: slos[2].budget: a relative objective has no error budget (no fixed good/bad "
+        "line per event); remove budget (got \"{'target': 0.9}\")"]
+    assert problems(tmp_path / "c", mutate("slos.0.budget", {"period": "30 days"})) == [
+        "F:13: slos[0].budget.period: must be a duration like 30d, 7d or 24h (got '30 days')"]
+    mean = mutate("slos.0.aggregate", "mean")
+    mean["slos"][0]["budget"] = {"alerts": "burn"}
+    assert problems(tmp_path / "d", mean) == [
+        "F:12: slos[0].budget.target: engine.latency_ms mean has no per-request form, so its "
+        "budget counts one event per run and needs a target (e.g. target: 0.99) (got 'None')"]

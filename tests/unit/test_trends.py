@@ -128,3 +128,18 @@ def test_baseline_command_pin_exclude_show_and_unknown_run(
     assert main(["baseline", "include", "r1", *common]) == 0
     with wh.connect() as con:
         assert baselines.show(con)["excluded"] == []
+
+
+def test_the_regression_threshold_is_the_configured_one(wh: Warehouse) -> None:
+    for i, v in enumerate([2.0, 2.0, 2.0]):
+        run(wh, f"b{i}", 4 - i, v)
+    run(wh, "cur", 0, 2.6)  # +30 %: a regression at the default 20 %, not at 50 %
+    with wh.transaction() as con:
+        refresh_trends(con, "cur", baseline_runs=3, regression_pct=50.0)
+        loose = next(p for p in target_trend(con, target="risk", aggregate="p99")
+                     if p["run_id"] == "cur")
+        refresh_trends(con, "cur", baseline_runs=1, regression_pct=20.0)
+        strict = next(p for p in target_trend(con, target="risk", aggregate="p99")
+                      if p["run_id"] == "cur")
+    assert loose["delta_pct"] == pytest.approx(30.0) and loose["regression"] is False
+    assert strict["regression"] is True and strict["baseline_source"] == "median of 1 runs"

@@ -111,7 +111,8 @@ def test_cli_lists_state_and_delivery(tmp_path: Path, wh: Warehouse,
                              Result("bus_ping", "marketdata", passed=False, severity="warning"),
                              Result("engine_success", "ml", passed=True)])
     dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)
-    record_run(wh, "run-2", [Result("bus_ping", "marketdata", passed=True, severity="warning")],
+    record_run(wh, "run-2", [Result("engine_latency_p99", "risk", passed=False, grade="F"),
+                             Result("bus_ping", "marketdata", passed=True, severity="warning")],
                at=T0 + timedelta(minutes=1))
     dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=1))
     cfg = _config(tmp_path, [up.url(), secret_url])
@@ -156,3 +157,60 @@ def test_cli_without_warehouse_says_so(tmp_path: Path,
     assert main(["alerts", "--config", str(cfg)]) == 0
     assert "no run has happened" in capsys.readouterr().out
     assert not (tmp_path / "dualbus.duckdb").exists()
+
+
+def test_cli_alerts_flush_delivers_the_backlog_now_backoff_or_not(
+        tmp_path: Path, wh: Warehouse, sink_factory: Callable[..., CaptureSink],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    down = sink_factory(start=False)
+    cfg = _config(tmp_path, [down.url()])
+    record_run(wh, "run-1", [Result("engine_latency_p99", "risk", passed=False, grade="F")])
+    dispatch_alerts(wh, "run-1", topology([down.url()]), report_path=None)
+    (nxt,), = rows(wh, "SELECT next_attempt_at FROM outbox")
+    assert nxt is not None  # backing off: the next run or sensor tick would wait for it
+
+    assert main(["alerts", "flush", "--config", str(cfg)]) == 1  # still down
+    out = capsys.readouterr().out
+    assert "outbox flushed: 0 delivered, 1 pending" in out and "FAILED json://" in out
+
+    down.start()  # the sink is back: no need to wait for the backoff
+    assert main(["alerts", "flush", "--config", str(cfg)]) == 0
+    assert "outbox flushed: 1 delivered, 0 pending" in capsys.readouterr().out
+    assert down.titles() == ["FIRING error: engine_latency_p99 on risk"]
+
+
+def test_cli_silence_add_list_remove_and_the_report_shows_it(
+        tmp_path: Path, wh: Warehouse, capsys: pytest.CaptureFixture[str]) -> None:
+    from dualbus_pipeline.report.render import render_reports
+    from dualbus_pipeline.report.results import build_results
+    from dualbus_pipeline.store.queries import run_bundle
+    from tests.report_fixtures import write_run
+
+    cfg = _config(tmp_path, ["json://127.0.0.1:9/unused"])
+    base = ["silence", "--config", str(cfg)]
+    assert main([*base, "add", "--target", "vpin", "--for", "2h"]) == 2
+    assert "silence add: --reason is required" in capsys.readouterr().err
+    assert main([*base, "add", "--target", "vpin", "--for", "2x", "--reason", "r"]) == 2
+    assert "silence add: --for '2x': must be a duration" in capsys.readouterr().err
+    assert main([*base, "add", "--for", "2h", "--reason", "r"]) == 2
+    assert "--target GLOB, --slo GLOB, or --all" in capsys.readouterr().err
+    assert main([*base, "add", "--target", "vpin", "--for", "2h", "--reason",
+                 "disk swap <b>"]) == 0
+    assert capsys.readouterr().out.startswith("silence #1: SLO * on vpin from ")
+    assert main([*base, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ACTIVE   #1 SLO * on vpin" in out and "disk swap" in out
+
+    write_run(wh, "run-9")  # a run during the silence: its report names it
+    with wh.connect() as con:
+        results = build_results(run_bundle(con, "run-9"))
+    assert [(s["id"], s["target"], s["reason"]) for s in results["silences"]] == [
+        (1, "vpin", "disk swap <b>")]
+    rendered = render_reports(results)
+    assert "- #1 every SLO on vpin, " in rendered["md"]
+    assert "disk swap &lt;b&gt;" in rendered["html"]  # escaped like every user string
+
+    assert main([*base, "remove", "1"]) == 0
+    assert main([*base, "list"]) == 0
+    assert "0 silence(s) active or upcoming" in capsys.readouterr().out
+    assert main([*base, "remove", "1"]) == 2  # already over

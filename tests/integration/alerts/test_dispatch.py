@@ -214,3 +214,68 @@ def test_sink_secrets_are_used_but_never_stored_or_shown(
     assert "json://alice:***@127.0.0.1" in dump
     assert "+X-Api-Key=***" in dump
     assert "Connection refused" in dump or "onnect" in dump  # the error was kept, scrubbed
+
+
+def test_keep_firing_for_stops_a_flapping_verdict_from_paging_twice(
+        wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([sink.url()], keep_firing_for=3)
+    verdicts = [BREACH, PASS, BREACH, PASS, PASS, PASS, PASS]
+    states = []
+    for i, r in enumerate(verdicts):
+        record_run(wh, f"run-{i}", [r], at=T0 + timedelta(minutes=15 * i))
+        dispatch_alerts(wh, f"run-{i}", topo, report_path=None,
+                        now=T0 + timedelta(minutes=15 * i))
+        states.append(rows(wh, "SELECT state, consecutive_passes FROM alerts")[0])
+    # one page and one resolve, at the third passing run in a row (run-5)
+    assert sink.titles() == ["FIRING error: engine_latency_p99 on risk",
+                             "RESOLVED error: engine_latency_p99 on risk"]
+    assert states == [("firing", 0), ("firing", 1), ("firing", 0), ("firing", 1),
+                      ("firing", 2), ("resolved", 0), ("resolved", 0)]
+    assert rows(wh, "SELECT run_id, transition FROM alert_events ORDER BY event_at") == [
+        ("run-0", "fired"), ("run-5", "resolved")]
+
+
+def test_alerts_of_a_removed_target_or_renamed_slo_resolve_with_that_reason(
+        wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([sink.url()])
+    ml = Result("engine_latency_p99", "ml", passed=False, value=30.0, grade="F")
+    old_name = Result("engine_p99", "risk", passed=False, value=30.0, grade="F")
+    record_run(wh, "run-1", [BREACH, ml, old_name])
+    assert dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0).fired == 3
+    # run-2: ml left the topology, engine_p99 was renamed; risk still breaches
+    record_run(wh, "run-2", [BREACH], at=T0 + timedelta(minutes=15))
+    s = dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=15))
+    assert s.resolved == 2
+    resolved = {p.title: p.json["message"] for p in sink.posts[3:]}
+    assert set(resolved) == {"RESOLVED error: engine_latency_p99 on ml",
+                             "RESOLVED error: engine_p99 on risk"}
+    assert all("no longer evaluated" in m for m in resolved.values())
+    assert rows(wh, "SELECT slo, target, state FROM alerts ORDER BY slo, target") == [
+        ("engine_latency_p99", "ml", "resolved"), ("engine_latency_p99", "risk", "firing"),
+        ("engine_p99", "risk", "resolved")]
+
+
+def test_a_silence_holds_back_notifications_and_a_firing_alert_is_told_when_it_ends(
+        wh: Warehouse, sink: CaptureSink) -> None:
+    from dualbus_pipeline.store import silences
+
+    topo = topology([sink.url()])
+    with wh.transaction() as con:
+        silences.add(con, starts_at=T0 - timedelta(minutes=1), ends_at=T0 + timedelta(hours=1),
+                     target="ri*", slo=None, reason="kernel upgrade", created_by="ops",
+                     now=T0)
+    record_run(wh, "run-1", [BREACH], at=T0)
+    s = dispatch_alerts(wh, "run-1", topo, report_path=None, now=T0)
+    assert (s.fired, s.silenced) == (0, 1) and sink.posts == []
+    assert rows(wh, "SELECT state, last_notified_at FROM alerts") == [("firing", None)]
+    (detail,), = rows(wh, "SELECT detail FROM alert_events")
+    assert "silenced by #1: kernel upgrade" in detail
+    record_run(wh, "run-2", [BREACH], at=T0 + timedelta(minutes=30))
+    dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=30))
+    assert sink.posts == []  # still inside the window
+    # the silence is over and the target still breaches: the page goes out now, once
+    for i, minutes in enumerate((75, 90), start=3):
+        record_run(wh, f"run-{i}", [BREACH], at=T0 + timedelta(minutes=minutes))
+        dispatch_alerts(wh, f"run-{i}", topo, report_path=None,
+                        now=T0 + timedelta(minutes=minutes))
+    assert sink.titles() == ["FIRING error: engine_latency_p99 on risk"]
