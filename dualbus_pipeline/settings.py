@@ -141,6 +141,9 @@ class Alerting(_Model):
     for_runs: int = Field(1, ge=1, le=100)
     # passing runs in a row before a firing alert resolves (1: the first passing run)
     keep_firing_for: int = Field(1, ge=1, le=100)
+    # run: one message per run and sink listing what fired, reminded and resolved;
+    # alert: one message per alert change (docs/alerts.md)
+    group_by: Literal["run", "alert"] = "run"
     # an inconclusive verdict alerts only after this many consecutive inconclusive runs
     inconclusive_runs: int = Field(3, ge=1, le=100)
     outbox_expiry: str = "24h"

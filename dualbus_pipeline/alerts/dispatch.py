@@ -15,20 +15,23 @@ from typing import Any
 
 from dualbus_pipeline.alerts.notify import (
     AlertFacts,
+    Notification,
     alert_notification,
     safe_sink_url,
     send,
     test_notification,
 )
-from dualbus_pipeline.alerts.outbox import deliver_pending, enqueue
+from dualbus_pipeline.alerts.outbox import deliver_pending, enqueue_run
 from dualbus_pipeline.alerts.state import (
     BURN_SUFFIX,
     INCONCLUSIVE_SUFFIX,
+    NODATA_SUFFIX,
     Policy,
     Step,
     Verdict,
     advance,
     advance_inconclusive,
+    advance_nodata,
     burn_verdict,
     retire,
 )
@@ -67,6 +70,7 @@ class _Batch:
     now: datetime
     summary: DispatchSummary
     silences: list[Silence] = field(default_factory=list)
+    notes: list[Notification] = field(default_factory=list)  # queued at the end, grouped
     changed: list[store.AlertRow] = field(default_factory=list)
     events: list[store.AlertEvent] = field(default_factory=list)
 
@@ -89,16 +93,19 @@ class _Batch:
                 + (f"; silenced by #{silence.id}: {silence.reason}" if silence else "")))
         if step.notify is None or step.alert is None:
             return
-        facts = AlertFacts(slo=v.slo, target=v.target, severity=v.severity, value=v.value,
+        facts = AlertFacts(slo=v.slo.removesuffix(NODATA_SUFFIX), target=v.target,
+                           severity=v.severity, value=v.value,
                            objective_text=v.objective_text, grade=v.grade, scope=v.scope,
                            indicator=v.indicator, reason=v.reason,
                            fired_at=step.alert.fired_at,
                            in_a_row=step.alert.consecutive_breaches)
-        n = alert_notification(step.notify, facts, run_id=self.run_id,
-                               report_path=self.report_path, platform=self.topology.platform)
-        enqueue(self.con, self.topology.alerts, n, now=self.now, run_id=self.run_id)
+        self.notes.append(alert_notification(step.notify, facts, run_id=self.run_id,
+                                             report_path=self.report_path,
+                                             platform=self.topology.platform))
         counter = {"firing": "fired", "reminder": "reminded", "resolved": "resolved",
-                   "inconclusive": "inconclusive", "inconclusive_resolved": "resolved"}
+                   "inconclusive": "inconclusive", "inconclusive_resolved": "resolved",
+                   "nodata": "fired", "nodata_reminder": "reminded",
+                   "nodata_resolved": "resolved"}
         field_name = counter[step.notify]
         setattr(self.summary, field_name, getattr(self.summary, field_name) + 1)
 
@@ -130,6 +137,7 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
             mode = modes.get(v.slo, "both")
             if mode != "burn":
                 step(v.slo, v, advance)
+                step(v.slo + NODATA_SUFFIX, v, advance_nodata)
             step(v.slo + INCONCLUSIVE_SUFFIX, v, advance_inconclusive)
             burn = burn_verdict(row, current.get((v.slo + BURN_SUFFIX, v.target)))
             if mode != "run":
@@ -137,12 +145,14 @@ def dispatch_alerts(wh: Warehouse, run_id: str, topology: Topology, *,
                     step(burn.slo, burn, advance)
                 live.add((v.slo + BURN_SUFFIX, v.target))  # not judged this run: kept as is
             if mode != "burn":
-                live.add((v.slo, v.target))
+                live |= {(v.slo, v.target), (v.slo + NODATA_SUFFIX, v.target)}
             live.add((v.slo + INCONCLUSIVE_SUFFIX, v.target))
         for (key, target), prev in current.items():
             if (prev.state != "resolved" and prev.last_run != run_id
                     and not key.startswith("dualbus.") and (key, target) not in live):
                 batch.apply(*retire(prev, key, run_id=run_id, now=now))
+        enqueue_run(con, topology, batch.notes, now=now, run_id=run_id,
+                    report_path=report_path)
         # One statement each, whatever the number of targets (1,000 engines: thousands of rows).
         store.save_alerts(con, batch.changed)
         store.add_events(con, batch.events)

@@ -27,8 +27,10 @@ from dualbus_pipeline.config import AlertSink
 from dualbus_pipeline.yamlsrc import mask_secrets
 
 Kind = Literal["firing", "reminder", "resolved", "inconclusive", "inconclusive_resolved",
-               "pipeline", "deadman", "test"]
-AlertKind = Literal["firing", "reminder", "resolved", "inconclusive", "inconclusive_resolved"]
+               "nodata", "nodata_reminder", "nodata_resolved", "pipeline", "deadman", "test",
+               "group"]
+AlertKind = Literal["firing", "reminder", "resolved", "inconclusive", "inconclusive_resolved",
+                    "nodata", "nodata_reminder", "nodata_resolved"]
 NotifyType = Literal["info", "success", "warning", "failure"]
 
 SEVERITY_RANK = {"warning": 1, "error": 2}
@@ -73,7 +75,10 @@ def format_value(v: float | None) -> str:
 
 
 _HEADS = {"firing": "FIRING", "reminder": "FIRING (reminder)", "resolved": "RESOLVED",
-          "inconclusive": "INCONCLUSIVE", "inconclusive_resolved": "RESOLVED (conclusive again)"}
+          "inconclusive": "INCONCLUSIVE", "inconclusive_resolved": "RESOLVED (conclusive again)",
+          "nodata": "NO DATA", "nodata_reminder": "NO DATA (reminder)",
+          "nodata_resolved": "RESOLVED (data again)"}
+_RESOLVES = ("resolved", "inconclusive_resolved", "nodata_resolved")
 
 
 def alert_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
@@ -92,11 +97,11 @@ def alert_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
         f"Report: {report_path or '-'}",
         f"Platform: {platform}",
     ]
-    if a.fired_at is not None and kind != "firing":
+    if a.fired_at is not None and kind not in ("firing", "nodata"):
         lines.append(f"Firing since: {a.fired_at.isoformat(timespec='seconds')}")
     if a.reason:  # a resolve says why too: passing again, or no longer evaluated
         lines.append(f"Reason: {a.reason}")
-    ntype: NotifyType = ("success" if kind == "resolved"
+    ntype: NotifyType = ("success" if kind in _RESOLVES
                          else "failure" if a.severity == "error" else "warning")
     return Notification(kind=kind, severity=a.severity, title=title, body="\n".join(lines),
                         notify_type=ntype, slo=a.slo, target=a.target, run_id=run_id)
@@ -124,6 +129,32 @@ def _inconclusive_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
     return Notification(kind=kind, severity="warning", title=title, body="\n".join(lines),
                         notify_type="success" if resolved else "warning", slo=a.slo,
                         target=a.target, run_id=run_id)
+
+
+def grouped_notification(members: Sequence[Notification], *, platform: str, run_id: str,
+                         report_path: str | None) -> Notification:
+    """One message for what one run changed for one sink (Alertmanager-style grouping): the
+    title counts what fires and what resolved, the body has one line per alert (its own
+    title and value), then the run and the report."""
+    firing = [n for n in members if n.kind not in _RESOLVES]
+    resolved = [n for n in members if n not in firing]
+    worst = "error" if any(n.severity == "error" for n in firing) else "warning"
+    if firing:
+        title = (f"FIRING {worst}: {len(firing)} alert{'s' * (len(firing) != 1)} on "
+                 f"{platform}" + (f", {len(resolved)} resolved" if resolved else ""))
+        ntype: NotifyType = "failure" if worst == "error" else "warning"
+    else:
+        title = f"RESOLVED: {len(resolved)} alerts on {platform}"
+        ntype = "success"
+    lines = []
+    for n in [*firing, *resolved]:
+        facts = dict(line.split(": ", 1) for line in n.body.splitlines() if ": " in line)
+        detail = ", ".join(f"{k.lower()} {facts[k]}" for k in ("Value", "Objective")
+                           if k in facts)
+        lines.append(f"- {n.title}" + (f" ({detail})" if detail else ""))
+    lines += [f"Run: {run_id}", f"Report: {report_path or '-'}", f"Platform: {platform}"]
+    return Notification(kind="group", severity=worst if firing else "warning", title=title,
+                        body="\n".join(lines), notify_type=ntype, run_id=run_id)
 
 
 def pipeline_failure_notification(platform: str, run_id: str, error: str, *,
@@ -194,8 +225,8 @@ def sink_accepts(sink: AlertSink, n: Notification) -> bool:
     """min_severity always applies; slos/targets globs apply to SLO alerts only."""
     if SEVERITY_RANK.get(n.severity, 2) < SEVERITY_RANK[sink.min_severity]:
         return False
-    if n.kind in ("pipeline", "deadman", "test"):
-        return True
+    if n.kind in ("pipeline", "deadman", "test", "group"):
+        return True  # a group is built per sink from notifications it accepted
     if sink.slos is not None and not any(fnmatchcase(n.slo or "", g) for g in sink.slos):
         return False
     return sink.targets is None or any(fnmatchcase(n.target or "", g) for g in sink.targets)

@@ -22,7 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from dualbus_pipeline.alerts.notify import Notification, SendResult, route, safe_sink_url, send
+from dualbus_pipeline.alerts.notify import (
+    Notification,
+    SendResult,
+    grouped_notification,
+    route,
+    safe_sink_url,
+    send,
+    sink_accepts,
+)
 from dualbus_pipeline.config import AlertSink, Topology, parse_duration_s
 from dualbus_pipeline.store import Warehouse
 from dualbus_pipeline.store import alerts as store
@@ -53,6 +61,28 @@ def enqueue(con: duckdb.DuckDBPyConnection, sinks: Sequence[AlertSink], n: Notif
         store.enqueue(con, at=now, run_id=run_id or n.run_id, slo=n.slo, target=n.target,
                       kind=n.kind, sink=safe_sink_url(sink.url), sink_index=index,
                       title=n.title, body=n.body, notify_type=n.notify_type)
+        count += 1
+    return count
+
+
+def enqueue_run(con: duckdb.DuckDBPyConnection, topology: Topology,
+                notes: Sequence[Notification], *, now: datetime, run_id: str,
+                report_path: str | None) -> int:
+    """Queue one run's alert notifications: with `alerting.group_by: run` (default) one
+    message per sink (a sink that accepted one gets it as it is, one that accepted several a
+    grouped message), with `alert` one per notification and sink. Rows queued."""
+    if topology.alerting.group_by == "alert":
+        return sum(enqueue(con, topology.alerts, n, now=now, run_id=run_id) for n in notes)
+    count = 0
+    for index, sink in enumerate(topology.alerts):
+        mine = [n for n in notes if sink_accepts(sink, n)]
+        if not mine:
+            continue
+        n = mine[0] if len(mine) == 1 else grouped_notification(
+            mine, platform=topology.platform, run_id=run_id, report_path=report_path)
+        store.enqueue(con, at=now, run_id=run_id, slo=n.slo, target=n.target, kind=n.kind,
+                      sink=safe_sink_url(sink.url), sink_index=index, title=n.title,
+                      body=n.body, notify_type=n.notify_type)
         count += 1
     return count
 

@@ -38,9 +38,10 @@ from dualbus_pipeline.store.alerts import AlertRow
 
 Transition = Literal["pending", "fired", "reminded", "resolved", "cleared"]
 NotifyKind = Literal["firing", "reminder", "resolved", "inconclusive",
-                     "inconclusive_resolved"]
+                     "inconclusive_resolved", "nodata", "nodata_reminder", "nodata_resolved"]
 INCONCLUSIVE_SUFFIX = ":inconclusive"
 BURN_SUFFIX = ":burn"
+NODATA_SUFFIX = ":nodata"
 _JUDGED = ("pass", "breach", "no_data")
 
 
@@ -107,8 +108,9 @@ class Step:
 
 def advance(prev: AlertRow | None, v: Verdict, *, run_id: str, now: datetime,
             policy: Policy) -> Step:
-    """The next state of one breach alert given this run's verdict."""
-    if not v.judged:
+    """The next state of one breach alert given this run's verdict. No data moves the no-data
+    alert (`advance_nodata`), not this one: the breach alert keeps its state."""
+    if v.kind not in ("pass", "breach"):
         return Step(None, None, None)
     if v.kind == "pass":
         if prev is None or prev.state == "resolved":
@@ -216,6 +218,7 @@ def retire(prev: AlertRow, key: str, *, run_id: str, now: datetime) -> tuple[Ver
     target or a renamed SLO must not stay firing forever. The notification (only if it had
     fired) says why."""
     inconclusive = key.endswith(INCONCLUSIVE_SUFFIX)
+    nodata = key.endswith(NODATA_SUFFIX)
     v = Verdict(slo=key.removesuffix(INCONCLUSIVE_SUFFIX), target=prev.target,
                 severity=prev.severity, passed=True, value=prev.value,
                 objective_text=prev.objective_text or "", grade=prev.grade,
@@ -224,5 +227,25 @@ def retire(prev: AlertRow, key: str, *, run_id: str, now: datetime) -> tuple[Ver
                   resolved_at=now, last_run=run_id)
     if prev.state != "firing":
         return v, Step(row, "cleared", None)
-    notify: NotifyKind = "inconclusive_resolved" if inconclusive else "resolved"
+    notify: NotifyKind = ("inconclusive_resolved" if inconclusive else
+                          "nodata_resolved" if nodata else "resolved")
     return v, Step(replace(row, last_notified_at=now), "resolved", notify)
+
+
+_NODATA_NOTIFY: dict[str, NotifyKind] = {"firing": "nodata", "reminder": "nodata_reminder",
+                                         "resolved": "nodata_resolved"}
+
+
+def advance_nodata(prev: AlertRow | None, v: Verdict, *, run_id: str, now: datetime,
+                   policy: Policy) -> Step:
+    """The no-data alert (key ``<slo>:nodata``): fires when a target has no data (down, no
+    successful samples, too few for the aggregate; `for_runs` and reminders as for breaches),
+    resolves at the next run with data, pass or breach. Pending baseline and inconclusive
+    change nothing. Kept apart from the breach alert: "we cannot see it" is other news than
+    "it is too slow", and a target that comes back slow fires the breach alert by itself."""
+    if v.kind not in ("pass", "breach", "no_data"):
+        return Step(None, None, None)
+    as_breach = replace(v, slo=v.slo + NODATA_SUFFIX, passed=v.kind != "no_data",
+                        outcome="breach" if v.kind == "no_data" else "pass")
+    step = advance(prev, as_breach, run_id=run_id, now=now, policy=policy)
+    return replace(step, notify=_NODATA_NOTIFY[step.notify] if step.notify else None)

@@ -74,8 +74,11 @@ def test_cli_runs_alert_on_failure_hold_back_blocked_reports_and_ping_when_compl
     assert status == "partial" and error is not None and "graded_report" in error
     titles = sink.titles()
     assert "FIRING error: pipeline run failed on Cronplat" in titles
-    # the alerts were decided from the verdicts, not from the report: beta's breach went out
-    assert any(t.startswith("FIRING error: ") and t.endswith(" on beta") for t in titles)
+    # the alerts were decided from the verdicts, not from the report: beta's breaches went
+    # out, in the run's one grouped message
+    group = [p for p in sink.posts if p.title.endswith("alerts on Cronplat")]
+    assert len(group) == 1 and group[0].title.startswith("FIRING error: ")
+    assert "- FIRING error: engine_success_ratio on beta" in group[0].json["message"]
     assert not (wh.parent / "reports" / first / "report.html").exists()
     assert sink.pings == []
 
@@ -100,11 +103,11 @@ def test_cli_runs_alert_on_failure_hold_back_blocked_reports_and_ping_when_compl
     third = _last_run(wh)
     assert _status(wh, third) == (
         "partial", "report held back: blocking SLO check failed: engines_available")
-    new = sink.titles()[sent:]
-    assert [t for t in new if t.startswith("FIRING")] == [
-        "FIRING error: engines_available on system"]
-    assert not any("pipeline run failed" in t for t in new)
+    (msg,) = sink.posts[sent:]  # one grouped message, and no pipeline-failure alert
+    assert msg.title.startswith("FIRING error: 1 alert on Cronplat, ")
+    lines = msg.json["message"].splitlines()
+    assert lines[0].startswith("- FIRING error: engines_available on system")
     # this run evaluated only the gate's SLO: the shipped SLOs' alerts resolve as gone
-    assert all(t.startswith("RESOLVED") for t in new[1:])
+    assert all(ln.startswith("- RESOLVED") for ln in lines[1:] if ln.startswith("- "))
     assert not (wh.parent / "reports" / third / "report.html").exists()
     assert len(sink.pings) == 1

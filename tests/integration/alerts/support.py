@@ -95,7 +95,7 @@ def topology(sinks: list[AlertSink] | list[str], *, remind_every: str = "4h", fo
              schedule: str = "*/15 * * * *", deadman: bool = True,
              outbox_expiry: str = "24h", inconclusive_runs: int = 3,
              heartbeat_url: str | None = None, heartbeat_method: str = "GET",
-             keep_firing_for: int = 1) -> Topology:
+             keep_firing_for: int = 1, group_by: str = "run") -> Topology:
     return Topology(
         platform="Testplat", buses=[Bus(name="bus", url="redis://127.0.0.1:1/0")],
         schedule=schedule,
@@ -103,6 +103,7 @@ def topology(sinks: list[AlertSink] | list[str], *, remind_every: str = "4h", fo
         alerting=Alerting(remind_every=remind_every, for_runs=for_runs, deadman=deadman,
                           outbox_expiry=outbox_expiry, inconclusive_runs=inconclusive_runs,
                           heartbeat_url=heartbeat_url, keep_firing_for=keep_firing_for,
+                          group_by=group_by,
                           heartbeat_method=heartbeat_method))  # type: ignore[arg-type]
 
 

@@ -106,7 +106,7 @@ def test_cli_lists_state_and_delivery(tmp_path: Path, wh: Warehouse,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     up, down = sink_factory(), sink_factory(start=False)
     secret_url = down.url(userinfo="bob:hunter2hunter2")
-    topo = topology([up.url(), secret_url])
+    topo = topology([up.url(), secret_url], group_by="alert")
     record_run(wh, "run-1", [Result("engine_latency_p99", "risk", passed=False, grade="F"),
                              Result("bus_ping", "marketdata", passed=False, severity="warning"),
                              Result("engine_success", "ml", passed=True)])

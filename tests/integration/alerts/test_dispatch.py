@@ -85,14 +85,38 @@ def test_reminder_at_most_every_remind_every(wh: Warehouse, sink: CaptureSink) -
 
 
 def test_warning_severity_uses_warning_type(wh: Warehouse, sink: CaptureSink) -> None:
-    warn = Result("bus_throughput", "marketdata", passed=False, value=None, severity="warning",
-                  reason="no data: bus unreachable")
+    warn = Result("bus_throughput", "marketdata", passed=False, value=900.0, severity="warning")
     record_run(wh, "run-1", [warn])
     dispatch_alerts(wh, "run-1", topology([sink.url()]), report_path=None, now=T0)
     post = sink.posts[0].json
     assert post["title"] == "FIRING warning: bus_throughput on marketdata"
     assert post["type"] == "warning"
-    assert "Value: no data" in post["message"]
+
+
+def test_no_data_has_its_own_alert_beside_the_breach_alert(wh: Warehouse,
+                                                           sink: CaptureSink) -> None:
+    topo = topology([sink.url()])
+    blind = Result("engine_latency_p99", "risk", passed=False, value=None,
+                   reason="no data: no successful samples (100 of 100 failed)", outcome="no_data")
+    for i, r in enumerate([BREACH, blind, blind, PASS]):
+        record_run(wh, f"run-{i}", [r], at=T0 + timedelta(minutes=15 * i))
+        dispatch_alerts(wh, f"run-{i}", topo, report_path=None,
+                        now=T0 + timedelta(minutes=15 * i))
+    assert sink.titles() == ["FIRING error: engine_latency_p99 on risk",
+                             "NO DATA error: engine_latency_p99 on risk",
+                             # one message for the run that brought data back and a pass
+                             "RESOLVED: 2 alerts on Testplat"]
+    nodata = sink.posts[1].json
+    assert nodata["type"] == "failure" and "Value: no data" in nodata["message"]
+    assert "Reason: no data: no successful samples (100 of 100 failed)" in nodata["message"]
+    assert "- RESOLVED (data again) error: engine_latency_p99 on risk" in \
+        sink.posts[2].json["message"]
+    # while there was no data the breach alert kept its state: no resolve, no re-fire
+    assert rows(wh, "SELECT slo, transition, run_id FROM alert_events ORDER BY event_at") == [
+        ("engine_latency_p99", "fired", "run-0"),
+        ("engine_latency_p99:nodata", "fired", "run-1"),
+        ("engine_latency_p99", "resolved", "run-3"),
+        ("engine_latency_p99:nodata", "resolved", "run-3")]
 
 
 def test_pending_baseline_is_neither_breach_nor_pass(wh: Warehouse,
@@ -176,7 +200,7 @@ def test_routing_by_severity_and_slo_target_filters(wh: Warehouse, sink: Capture
         AlertSink(url=sink.url("/engines"), min_severity="warning", slos=["engine_*"]),
         AlertSink(url=sink.url("/risk"), targets=["risk"]),
         AlertSink(url=sink.url("/risk-errors"), min_severity="error", targets=["ri*"]),
-    ])
+    ], group_by="alert")  # one message per alert change, to see each routed alone
     record_run(wh, "run-1", [
         Result("engine_latency_p99", "ml", passed=False, severity="warning"),
         Result("bus_throughput", "marketdata", passed=False, severity="error"),
@@ -237,7 +261,7 @@ def test_keep_firing_for_stops_a_flapping_verdict_from_paging_twice(
 
 def test_alerts_of_a_removed_target_or_renamed_slo_resolve_with_that_reason(
         wh: Warehouse, sink: CaptureSink) -> None:
-    topo = topology([sink.url()])
+    topo = topology([sink.url()], group_by="alert")
     ml = Result("engine_latency_p99", "ml", passed=False, value=30.0, grade="F")
     old_name = Result("engine_p99", "risk", passed=False, value=30.0, grade="F")
     record_run(wh, "run-1", [BREACH, ml, old_name])
@@ -279,3 +303,35 @@ def test_a_silence_holds_back_notifications_and_a_firing_alert_is_told_when_it_e
         dispatch_alerts(wh, f"run-{i}", topo, report_path=None,
                         now=T0 + timedelta(minutes=minutes))
     assert sink.titles() == ["FIRING error: engine_latency_p99 on risk"]
+
+
+def test_one_message_per_run_and_sink_lists_what_fired_and_resolved(
+        wh: Warehouse, sink: CaptureSink) -> None:
+    topo = topology([AlertSink(url=sink.url("/all")),
+                     AlertSink(url=sink.url("/risk"), targets=["risk"])])  # group_by: run
+    ml = Result("engine_latency_p99", "ml", passed=False, value=30.0, grade="F")
+    lag = Result("bus_lag", "md", passed=False, value=2000.0, severity="warning")
+    record_run(wh, "run-1", [BREACH, ml, lag])
+    s = dispatch_alerts(wh, "run-1", topo, report_path="/r/run-1/report.html", now=T0)
+    assert s.fired == 3 and len(sink.posts) == 2  # one per sink, not one per alert
+    (group,) = [p for p in sink.posts if p.path == "/all"]
+    assert group.title == "FIRING error: 3 alerts on Testplat"
+    assert group.json["type"] == "failure"
+    msg = group.json["message"].splitlines()
+    assert msg[:3] == [
+        "- FIRING warning: bus_lag on md (value 2000 [engine.latency_ms], objective < 10)",
+        "- FIRING error: engine_latency_p99 on ml (value 30 [engine.latency_ms], objective < 10)",
+        "- FIRING error: engine_latency_p99 on risk (value 12.5 [engine.latency_ms], "
+        "objective < 10)"]
+    assert "Report: /r/run-1/report.html" in msg
+    # the sink filtered to risk accepted one change: it gets that alert's own message
+    assert sink.titles("/risk") == ["FIRING error: engine_latency_p99 on risk"]
+
+    record_run(wh, "run-2", [PASS, ml, Result("bus_lag", "md", passed=True, value=5.0,
+                                              severity="warning")],
+               at=T0 + timedelta(minutes=15))
+    dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=15))
+    # ml still fires (no reminder due): only the two resolves, grouped where there are two
+    assert sink.titles("/all")[1:] == ["RESOLVED: 2 alerts on Testplat"]
+    assert sink.titles("/risk")[1:] == ["RESOLVED error: engine_latency_p99 on risk"]
+    assert all(p.json["type"] == "success" for p in sink.posts[2:])
