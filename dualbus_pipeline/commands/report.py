@@ -32,6 +32,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="comma-separated formats among md, html, json (default: md)")
     p.add_argument("-o", "--output", metavar="PATH", default=None,
                    help="file (one format) or directory (several formats)")
+    p.add_argument("--compliance", action="store_true",
+                   help="instead of a run's report: per SLO and calendar month, attainment "
+                   "and error budget used over every stored run (--format md or json)")
+    p.add_argument("--months", type=int, default=12, metavar="N",
+                   help="with --compliance: the last N months (default 12)")
     p.set_defaults(func=run)
 
 
@@ -50,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise DualbusError(f"warehouse {path} does not exist: no run has been stored yet "
                            "(run `dualbus run` or `dualbus demo` first)")
+    if args.compliance:
+        return _compliance(path, fmts, args.months, args.output)
     with Warehouse(path).connect() as con:
         run_id = _resolve_run(con, args.run, path)
         contents: dict[str, str] = {}
@@ -77,6 +84,34 @@ def run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     for fmt in fmts:
         print(atomic_write(folder / FILE_NAMES[fmt], contents[fmt]))
+    return 0
+
+
+def _compliance(path: Path, fmts: list[str], months: int, output: str | None) -> int:
+    import json
+
+    from dualbus_pipeline.report.formatting import fmt_pct
+    from dualbus_pipeline.store.compliance import monthly_compliance
+
+    if len(fmts) != 1 or fmts[0] not in ("md", "json"):
+        raise InputError("--compliance: --format must be md or json")
+    if months < 1:
+        raise InputError("--months: must be at least 1")
+    with Warehouse(path).connect() as con:
+        rows = monthly_compliance(con, months=months)
+    if fmts[0] == "json":
+        text = json.dumps(rows, indent=2)
+    else:
+        lines = ["| Month | SLO | Runs | Attainment | SLI target | Budget used |",
+                 "|---|---|---|---|---|---|"]
+        lines += [f"| {r['month']} | {r['slo']} | {r['runs']} | {fmt_pct(r['attainment'])} "
+                  f"({r['basis']}) | {fmt_pct(r['sli_target'])} | {fmt_pct(r['budget_used'])} |"
+                  for r in rows]
+        text = "\n".join(lines) if rows else "no stored runs to summarise yet"
+    if output is None:
+        print(text)
+    else:
+        print(atomic_write(Path(output), text + "\n"))
     return 0
 
 

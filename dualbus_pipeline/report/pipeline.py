@@ -8,6 +8,7 @@ from typing import Any
 
 from dualbus_pipeline.report.results import build_results
 from dualbus_pipeline.store import Warehouse
+from dualbus_pipeline.store.compliance import monthly_compliance
 from dualbus_pipeline.store.queries import history, run_bundle, store_report
 
 HISTORY_RUNS = 30
@@ -33,9 +34,11 @@ def build_and_store_report(wh: Warehouse, run_id: str, templates_dir: Path | Non
         trends = report_trends(con, run_id, baseline_runs=baseline_runs,
                                regression_pct=regression_pct)
         past = history(con, before_run=run_id, limit=HISTORY_RUNS)
+        run = bundle["run"] or {}
+        compliance = monthly_compliance(con, until=run.get("started_at"))
     results = build_results(bundle)
     rendered = render_reports(results, trends=trends, history=past, templates_dir=templates_dir,
-                              pass_score=pass_score)
+                              pass_score=pass_score, compliance=compliance)
     paths = write_report_files(run_id, rendered, wh.reports_dir)
     with wh.transaction() as con:
         for fmt, content in rendered.items():

@@ -315,11 +315,14 @@ def build_charts(view: dict[str, Any]) -> dict[str, Markup]:
 def render_reports(results: dict[str, Any], *, trends: dict[str, Any] | None = None,
                    history: list[dict[str, Any]] | None = None,
                    templates_dir: Path | None = None,
-                   pass_score: float = 90.0) -> dict[str, str]:
+                   pass_score: float = 90.0,
+                   compliance: list[dict[str, Any]] | None = None) -> dict[str, str]:
     """{"md", "html", "json"} for one run. `trends`/`history` may be None (no history yet);
-    `pass_score` (scoring.pass_score) is the pass line of the score-history chart."""
+    `pass_score` (scoring.pass_score) is the pass line of the score-history chart;
+    `compliance`: store.compliance.monthly_compliance rows up to this run."""
     tdir = Path(templates_dir) if templates_dir is not None else shipped_dir("templates")
-    view = {**build_view(results, trends, history), "pass_score": pass_score}
+    view = {**build_view(results, trends, history), "pass_score": pass_score,
+            "compliance": compliance or []}
     md = _environment(tdir, html=False).get_template("report.md.j2").render(**view)
     html_view = {**view, "charts": build_charts(view)}
     html = _environment(tdir, html=True).get_template("report.html.j2").render(**html_view)

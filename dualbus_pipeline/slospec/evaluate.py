@@ -308,6 +308,12 @@ def _graded(common: dict[str, Any], slo: Slo, ind: Indicator, value: float, thre
                              objective=threshold, unit=ind.unit, passed=passed, att=att,
                              grade=grade, raw_grade=raw_grade, baseline=baseline,
                              objective_text=obj.text(), ratio=ratio)
+    if not passed and slo.warning is not None:
+        line = slo.warning.threshold(baseline)
+        if slo.warning.met(value, line):  # Keptn-style: missed the objective, within warning
+            common = {**common, "severity": "warning"}
+            reason += (f" Within the warning line {slo.warning.text()} "
+                       f"({line:g} {ind.unit}): a warning, not an error.")
     return SloResult(**common, value=value, objective=threshold, baseline=baseline,
                      passed=passed, attainment=att, grade=grade, reason=reason,
                      error_budget_remaining=None, burn_rate=None,

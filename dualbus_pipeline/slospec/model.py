@@ -146,6 +146,9 @@ class Slo(_Model):
     indicator: str
     aggregate: str
     objective: Objective
+    # Keptn-style warning criteria: a miss of `objective` that still meets `warning` is a
+    # warning-severity result (score 0.5, warning alert, no error gate), not an error
+    warning: Objective | None = None
     window: str | None = None
     severity: Literal["warning", "error"] = "error"
     weight: float = Field(1.0, gt=0, le=1000)
@@ -236,6 +239,31 @@ class SloFile(_Model):
         return str(v)
 
 
+def _warning_problems(slo: Slo) -> list[tuple[Loc, str, Any]]:
+    """The warning line must be an error SLO's looser line on the same side and footing."""
+    obj, warn = slo.objective, slo.warning
+    assert warn is not None
+    loc: Loc = ("warning",)
+    if slo.severity != "error":
+        return [(loc, "a warning line turns an error into a warning: the SLO's severity must "
+                 "be error", slo.severity)]
+    if (obj.op in ("<", "<=")) != (warn.op in ("<", "<=")):
+        return [(("warning", "op"), f"must point the same way as the objective ({obj.op})",
+                 warn.op)]
+    if obj.relative != warn.relative:
+        return [(loc, "must be relative_to baseline exactly when the objective is", None)]
+    try:
+        mine = warn.offset()[0] if warn.relative else float(warn.value)
+        theirs = obj.offset()[0] if obj.relative else float(obj.value)
+    except (TypeError, ValueError):
+        return []  # the value itself is reported by the objective rules
+    looser = mine > theirs if obj.op in ("<", "<=") else mine < theirs
+    if not looser:
+        return [(("warning", "value"), f"must be looser than the objective "
+                 f"({obj.text()}): a miss that meets it becomes a warning", warn.value)]
+    return []
+
+
 def cross_problems(slo: Slo) -> list[tuple[Loc, str, Any]]:
     """Rules between fields: (path inside the SLO, message, offending value)."""
     out: list[tuple[Loc, str, Any]] = []
@@ -263,6 +291,8 @@ def cross_problems(slo: Slo) -> list[tuple[Loc, str, Any]]:
     elif isinstance(obj.value, str):
         out.append((("objective", "value"), "must be a number (an offset like '+10%' needs "
                     "relative_to: baseline)", obj.value))
+    if slo.warning is not None:
+        out += _warning_problems(slo)
     if slo.kind != "objective" and slo.indicator not in ("engine.latency_ms",
                                                           "engine.hot_latency_ms"):
         out.append((("kind",), f"a {slo.kind} SLO groups engines by latency: its indicator "

@@ -90,6 +90,12 @@ def test_cli_runs_alert_on_failure_hold_back_blocked_reports_and_ping_when_compl
     assert _status(wh, second) == ("completed", None)
     assert "RESOLVED error: pipeline run failed on Cronplat" in sink.titles()[sent:]
     assert [p[:2] for p in sink.pings] == [("GET", "/ping/3f1c9a")]
+    md = (wh.parent / "reports" / second / "report.md").read_text()
+    compliance = md[md.index("## Monthly compliance"):]
+    month = compliance.split("\n| ")[2].split(" |")[0]  # the first row's month, this month
+    # two runs stored (the first is partial: its data stands): beta was down in both
+    assert f"| {month} | engine_success_ratio | 2 | 50 % (events) | 95 % | 1000 % |" in \
+        compliance
 
     # 3. A blocking SLO fails: its breach alert is sent, the report is held back, the run is
     #    partial with that reason, and no pipeline-failure alert pages anyone.

@@ -320,3 +320,18 @@ def test_unknown_run_and_pin_errors(wh: Warehouse) -> None:
         evaluate_run(con, "nope", [slo()], baseline_runs=3)
     with wh.transaction() as con, pytest.raises(InputError, match="unknown run id 'nope'"):
         baselines.pin(con, "nope")
+
+
+def test_warning_line_turns_a_near_miss_into_a_warning(wh: Warehouse) -> None:
+    keptn = slo("p99", severity="error", objective={"op": "<", "value": 10},
+                warning={"op": "<", "value": 20})
+    ev = add_run(wh, "r1", slos=[keptn], engines=[
+        engine("ok", [5.0] * 100), engine("near", [15.0] * 100), engine("far", [30.0] * 100)])
+    ok, near, far = (by(ev.results, "p99", t) for t in ("ok", "near", "far"))
+    assert (ok.outcome, ok.severity) == ("pass", "error")
+    assert (near.outcome, near.severity) == ("breach", "warning")
+    assert "Within the warning line < 20 (20 ms): a warning, not an error." in near.reason
+    assert (far.outcome, far.severity) == ("breach", "error")
+    # Keptn scoring: pass 1, warning 0.5, error 0 → (1 + 0.5 + 0) / 3
+    assert ev.overall["score"] == pytest.approx(50.0)
+    assert ev.overall["error_breaches"] == 1

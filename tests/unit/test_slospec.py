@@ -116,7 +116,8 @@ def test_good_spec_loads(tmp_path: Path) -> None:
      "slos[0].weight: Input should be greater than 0 (got '0')"),
     ("slos.0.colour", "red", 12,
      "slos[0].colour: unknown key (allowed: aggregate, blocking, budget, description, grades, "
-     "indicator, key, kind, name, objective, scope, severity, targets, weight, window) "
+     "indicator, key, kind, name, objective, scope, severity, targets, warning, weight, "
+     "window) "
      "(got 'red')"),
     ("slos.0.indicator", DELETE, 3, "slos[0].indicator: required key is missing"),
     ("slos.1.targets", ["a"], 24,
@@ -213,3 +214,20 @@ def test_kind_and_budget_rules_name_the_field(tmp_path: Path) -> None:
     assert problems(tmp_path / "d", mean) == [
         "F:12: slos[0].budget.target: engine.latency_ms mean has no per-request form, so its "
         "budget counts one event per run and needs a target (e.g. target: 0.99) (got 'None')"]
+
+
+def test_a_warning_line_is_an_error_slos_looser_line(tmp_path: Path) -> None:
+    assert problems(tmp_path / "a", mutate("slos.0.warning", {"op": "<", "value": 5})) == [
+        "F:14: slos[0].warning.value: must be looser than the objective (< 10): a miss that "
+        "meets it becomes a warning (got '5')"]
+    assert problems(tmp_path / "b", mutate("slos.0.warning", {"op": ">", "value": 50})) == [
+        "F:13: slos[0].warning.op: must point the same way as the objective (<) (got '>')"]
+    warn_sev = problems(tmp_path / "c", mutate("slos.2.warning", {
+        "op": "<=", "value": "+20%", "relative_to": "baseline"}))
+    assert len(warn_sev) == 1 and warn_sev[0].startswith(
+        "F:36: slos[2].warning: a warning line turns an error into a warning: the SLO's "
+        "severity must be error")
+    ok = mutate("slos.0.warning", {"op": "<", "value": 20})
+    d = tmp_path / "ok"
+    write(d, ok)
+    assert load_slo_dir(d)[0].warning is not None
