@@ -159,10 +159,11 @@ def judge(counts: Mapping[float, Count], target: float, period: float) -> Burn:
 
 
 def span(seconds: float) -> str:
-    """6h, 30m, 3d, 1.5h: the shortest exact form."""
+    """6h, 30m, 3d, 1.4h, 70s: the largest unit that says it with at most one decimal."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
-        if seconds >= size:
-            return f"{seconds / size:g}{unit}"
+        v = seconds / size
+        if v >= 1 and abs(v * 10 - round(v * 10)) < 1e-6:
+            return f"{round(v, 1):g}{unit}"
     return f"{seconds:g}s"
 
 
