@@ -19,7 +19,7 @@ from dualbus_pipeline.errors import DualbusError
 
 # Each module exposes register(subparsers, common) and sets `func` on its parsers.
 COMMAND_MODULES = ("validate", "stack", "probe", "run", "report", "baseline", "alerts", "silence",
-                   "schema", "slo", "demo")
+                   "schema", "slo", "metrics", "demo")
 
 
 def common_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""`dualbus metrics` / `serve-metrics`: a stored run in the OpenMetrics text format, checked
+with prometheus_client's own parser; served over real HTTP from a real warehouse."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from dualbus_pipeline.cli import main
+from dualbus_pipeline.commands.metrics import make_server
+from dualbus_pipeline.stack.redis_server import free_port
+from tests.report_fixtures import XSS, make_warehouse
+
+
+def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    return {f.name: [(s.labels, s.value) for s in f.samples]
+            for f in text_string_to_metric_families(text)}
+
+
+def test_a_run_as_openmetrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_warehouse(tmp_path / "w.duckdb", 2, platform=f"Nautilus {XSS}")
+    cfg = tmp_path / "dualbus.yaml"
+    cfg.write_text("platform: P\nbuses:\n  - name: md\n    url: redis://127.0.0.1:1/0\n")
+    assert main(["metrics", "--config", str(cfg), "--warehouse",
+                 str(tmp_path / "w.duckdb")]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("# EOF\n")
+    got = families(out)  # the parser Prometheus' client uses: raises on a malformed line
+    lat = {(lb["target"], lb["quantile"]): v for lb, v in got["dualbus_target_latency_seconds"]
+           if lb["scope"] == "engine"}
+    assert lat[("risk", "0.5")] == pytest.approx(0.2431 / 1000)
+    assert all(lb["platform"] == f"Nautilus {XSS}" for lb, _ in got["dualbus_target_up"])
+    up = {lb["target"]: v for lb, v in got["dualbus_target_up"] if lb["scope"] == "engine"}
+    assert up["websocket"] == 0.0 and up["risk"] == 1.0
+    grades = {(lb["slo"], lb["target"]): v for lb, v in got["dualbus_slo_grade"]}
+    assert grades[("engine_latency", "risk")] == 12.0  # A+
+    budget = {lb["slo"]: v for lb, v in got["dualbus_slo_error_budget_remaining_ratio"]}
+    assert budget["system_availability"] == pytest.approx(0.25)
+    assert got["dualbus_run_overall_score"][0][1] == pytest.approx(71.25)
+
+
+def test_serve_metrics_answers_scrapes_from_the_warehouse(tmp_path: Path) -> None:
+    wh = tmp_path / "w.duckdb"
+    port = free_port()
+    server = make_server(wh, "127.0.0.1", port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as exc:  # no warehouse yet: 503, one line
+            urllib.request.urlopen(url, timeout=10)
+        assert exc.value.code == 503
+        make_warehouse(wh, 1)
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+            got = families(resp.read().decode())
+        assert got["dualbus_run_overall_passed"][0][1] == 0.0
+        with pytest.raises(urllib.error.HTTPError) as nf:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
+        assert nf.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
