@@ -53,6 +53,7 @@ def test_serve_metrics_answers_scrapes_from_the_warehouse(tmp_path: Path) -> Non
         with pytest.raises(urllib.error.HTTPError) as exc:  # no warehouse yet: 503, one line
             urllib.request.urlopen(url, timeout=10)
         assert exc.value.code == 503
+        exc.value.close()
         make_warehouse(wh, 1)
         with urllib.request.urlopen(url, timeout=10) as resp:
             assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
@@ -61,6 +62,23 @@ def test_serve_metrics_answers_scrapes_from_the_warehouse(tmp_path: Path) -> Non
         with pytest.raises(urllib.error.HTTPError) as nf:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
         assert nf.value.code == 404
+        nf.value.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_grafana_dashboard_queries_only_metrics_dualbus_emits() -> None:
+    import json
+    import re
+
+    from dualbus_pipeline.report.metrics import _FAMILIES
+
+    dash = json.loads((Path(__file__).parents[2] / "docs" / "grafana" /
+                       "dualbus-dashboard.json").read_text())
+    emitted = {name for name, _, _ in _FAMILIES}
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\bdualbus_[a-z_]+", e)}
+    assert used and used <= emitted, used - emitted
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
