@@ -82,7 +82,9 @@ class _Batch:
         if silence is not None and step.notify is not None and step.alert is not None:
             if step.notify == "firing":
                 step = replace(step, alert=replace(step.alert, last_notified_at=None))
-            step = replace(step, notify=None)
+            # a reminder held back is no event; a state change (fired, resolved) still is
+            step = replace(step, notify=None,
+                           transition=None if step.transition == "reminded" else step.transition)
             self.summary.silenced += 1
         if step.alert is not None:
             self.changed.append(step.alert)

@@ -297,6 +297,7 @@ def test_a_silence_holds_back_notifications_and_a_firing_alert_is_told_when_it_e
     record_run(wh, "run-2", [BREACH], at=T0 + timedelta(minutes=30))
     dispatch_alerts(wh, "run-2", topo, report_path=None, now=T0 + timedelta(minutes=30))
     assert sink.posts == []  # still inside the window
+    assert rows(wh, "SELECT count(*) FROM alert_events") == [(1,)]  # nothing new happened
     # the silence is over and the target still breaches: the page goes out now, once
     for i, minutes in enumerate((75, 90), start=3):
         record_run(wh, f"run-{i}", [BREACH], at=T0 + timedelta(minutes=minutes))
