@@ -53,6 +53,12 @@ class DispatchSummary:
     silenced: int = 0       # notifications a silence held back
 
 
+# which DispatchSummary counter a notification adds to
+_COUNTED_AS = {"firing": "fired", "reminder": "reminded", "resolved": "resolved",
+               "inconclusive": "inconclusive", "inconclusive_resolved": "resolved",
+               "nodata": "fired", "nodata_reminder": "reminded", "nodata_resolved": "resolved"}
+
+
 def policy_of(topology: Topology) -> Policy:
     a = topology.alerting
     return Policy(for_runs=a.for_runs, remind_every_s=parse_duration_s(a.remind_every),
@@ -95,7 +101,7 @@ class _Batch:
                 + (f"; silenced by #{silence.id}: {silence.reason}" if silence else "")))
         if step.notify is None or step.alert is None:
             return
-        facts = AlertFacts(slo=v.slo.removesuffix(NODATA_SUFFIX), target=v.target,
+        facts = AlertFacts(slo=v.slo, target=v.target,
                            severity=v.severity, value=v.value,
                            objective_text=v.objective_text, grade=v.grade, scope=v.scope,
                            indicator=v.indicator, reason=v.reason,
@@ -104,11 +110,7 @@ class _Batch:
         self.notes.append(alert_notification(step.notify, facts, run_id=self.run_id,
                                              report_path=self.report_path,
                                              platform=self.topology.platform))
-        counter = {"firing": "fired", "reminder": "reminded", "resolved": "resolved",
-                   "inconclusive": "inconclusive", "inconclusive_resolved": "resolved",
-                   "nodata": "fired", "nodata_reminder": "reminded",
-                   "nodata_resolved": "resolved"}
-        field_name = counter[step.notify]
+        field_name = _COUNTED_AS[step.notify]
         setattr(self.summary, field_name, getattr(self.summary, field_name) + 1)
 
 

@@ -49,6 +49,7 @@ class Notification:
     slo: str | None = None
     target: str | None = None
     run_id: str | None = None
+    summary: str = ""  # an alert's value and objective, its line in a grouped message
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,11 @@ def alert_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
         return _inconclusive_notification(kind, a, run_id=run_id, report_path=report_path,
                                           platform=platform)
     title = f"{_HEADS[kind]} {a.severity}: {a.slo} on {a.target}"
+    value = format_value(a.value) + (f" [{a.indicator}]" if a.indicator else "")
     lines = [
         f"SLO: {a.slo} ({a.severity})",
         f"Target: {a.target}" + (f" ({a.scope})" if a.scope else ""),
-        f"Value: {format_value(a.value)}" + (f" [{a.indicator}]" if a.indicator else ""),
+        f"Value: {value}",
         f"Objective: {a.objective_text}",
         f"Grade: {a.grade or '-'}",
         f"Run: {run_id}",
@@ -104,7 +106,8 @@ def alert_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
     ntype: NotifyType = ("success" if kind in _RESOLVES
                          else "failure" if a.severity == "error" else "warning")
     return Notification(kind=kind, severity=a.severity, title=title, body="\n".join(lines),
-                        notify_type=ntype, slo=a.slo, target=a.target, run_id=run_id)
+                        notify_type=ntype, slo=a.slo, target=a.target, run_id=run_id,
+                        summary=f"value {value}, objective {a.objective_text}")
 
 
 def _inconclusive_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
@@ -128,7 +131,8 @@ def _inconclusive_notification(kind: AlertKind, a: AlertFacts, *, run_id: str,
         lines.append(f"Reason: {a.reason}")
     return Notification(kind=kind, severity="warning", title=title, body="\n".join(lines),
                         notify_type="success" if resolved else "warning", slo=a.slo,
-                        target=a.target, run_id=run_id)
+                        target=a.target, run_id=run_id,
+                        summary=f"objective {a.objective_text}")
 
 
 def grouped_notification(members: Sequence[Notification], *, platform: str, run_id: str,
@@ -148,10 +152,7 @@ def grouped_notification(members: Sequence[Notification], *, platform: str, run_
         ntype = "success"
     lines = []
     for n in [*firing, *resolved]:
-        facts = dict(line.split(": ", 1) for line in n.body.splitlines() if ": " in line)
-        detail = ", ".join(f"{k.lower()} {facts[k]}" for k in ("Value", "Objective")
-                           if k in facts)
-        lines.append(f"- {n.title}" + (f" ({detail})" if detail else ""))
+        lines.append(f"- {n.title}" + (f" ({n.summary})" if n.summary else ""))
     lines += [f"Run: {run_id}", f"Report: {report_path or '-'}", f"Platform: {platform}"]
     return Notification(kind="group", severity=worst if firing else "warning", title=title,
                         body="\n".join(lines), notify_type=ntype, run_id=run_id)

@@ -219,7 +219,9 @@ def retire(prev: AlertRow, key: str, *, run_id: str, now: datetime) -> tuple[Ver
     fired) says why."""
     inconclusive = key.endswith(INCONCLUSIVE_SUFFIX)
     nodata = key.endswith(NODATA_SUFFIX)
-    v = Verdict(slo=key.removesuffix(INCONCLUSIVE_SUFFIX), target=prev.target,
+    # the notification names the SLO itself, as those alerts' own notifications do
+    v = Verdict(slo=key.removesuffix(INCONCLUSIVE_SUFFIX).removesuffix(NODATA_SUFFIX),
+                target=prev.target,
                 severity=prev.severity, passed=True, value=prev.value,
                 objective_text=prev.objective_text or "", grade=prev.grade,
                 reason=RETIRED_REASON, outcome="pass")

@@ -36,7 +36,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def exposition(warehouse: Path, wanted: str = "latest", lock_timeout_s: float = 30.0) -> str:
-    from dualbus_pipeline.commands.report import _resolve_run
+    from dualbus_pipeline.commands.report import resolve_run
     from dualbus_pipeline.report.metrics import openmetrics
     from dualbus_pipeline.report.results import build_results
     from dualbus_pipeline.store import Warehouse
@@ -45,7 +45,7 @@ def exposition(warehouse: Path, wanted: str = "latest", lock_timeout_s: float = 
     if not warehouse.exists():
         raise DualbusError(f"warehouse {warehouse} does not exist: no run has been stored yet")
     with Warehouse(warehouse, lock_timeout_s=lock_timeout_s).connect() as con:
-        run_id = _resolve_run(con, wanted, warehouse)
+        run_id = resolve_run(con, wanted, warehouse)
         return openmetrics(build_results(run_bundle(con, run_id)))
 
 
@@ -82,12 +82,11 @@ def make_server(warehouse: Path, host: str, port: int) -> ThreadingHTTPServer:
                     self.end_headers()
                     self.wfile.write(body)
                     return
-            body, status, ctype = last[0], 200, CONTENT_TYPE
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(last[0])))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(last[0])
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # a scrape every 15 s is not news

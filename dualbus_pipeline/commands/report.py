@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compliance:
         return _compliance(path, fmts, args.months, args.output)
     with Warehouse(path).connect() as con:
-        run_id = _resolve_run(con, args.run, path)
+        run_id = resolve_run(con, args.run, path)
         contents: dict[str, str] = {}
         for fmt in fmts:
             content = get_report(con, run_id, fmt)
@@ -115,7 +115,7 @@ def _compliance(path: Path, fmts: list[str], months: int, output: str | None) ->
     return 0
 
 
-def _resolve_run(con: Any, wanted: str, path: Path) -> str:
+def resolve_run(con: Any, wanted: str, path: Path) -> str:
     if wanted == "latest":
         run_id = latest_run_id(con)
         if run_id is None:

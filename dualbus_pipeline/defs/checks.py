@@ -59,7 +59,7 @@ def make_slo_checks(slos: Sequence[Slo],
         asset = check_asset(slo)
         spec = AssetCheckSpec(
             name=slo.name, asset=asset,
-            additional_deps=[] if asset in (SLO_RESULTS, GATED) else [SLO_RESULTS],
+            additional_deps=[] if asset == GATED else [SLO_RESULTS],
             blocking=slo.blocking,
             description=(slo.description or slo.name) + f" [{slo.indicator} {slo.aggregate} "
             f"{slo.objective.text()}, {slo.severity}]",

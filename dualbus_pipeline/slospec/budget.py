@@ -29,7 +29,7 @@ rule is not evaluated and the detail says so; it never guesses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -167,9 +167,10 @@ def span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def with_budgets(con: Connection, run: RunRow, slo: Slo,
-                 results: list[SloResult]) -> list[SloResult]:
-    """The SLO's results of this run with their events, budget and burn-rate verdict."""
+def with_budgets(con: Connection, run: RunRow, slo: Slo, results: list[SloResult],
+                 silenced: Sequence[silences.Silence] = ()) -> list[SloResult]:
+    """The SLO's results of this run with their events, budget and burn-rate verdict;
+    targets a silence active at the run's start (`silenced`) add no events."""
     form, target = event_form(slo), sli_target(slo)
     if form is None or target is None:
         return results
@@ -185,7 +186,6 @@ def with_budgets(con: Connection, run: RunRow, slo: Slo,
     period = period_s(slo)
     windows = windows_for(period)
     past = slo_queries.window_events(con, run, slo.name, windows)
-    silenced = silences.active(con, run.started_at)
     out = []
     for r in results:
         if r.outcome not in ("pass", "breach", "no_data"):

@@ -31,7 +31,8 @@ from dualbus_pipeline.indicators import MIN_SAMPLES, Indicator
 from dualbus_pipeline.slospec import grading
 from dualbus_pipeline.slospec.budget import with_budgets
 from dualbus_pipeline.slospec.model import Slo
-from dualbus_pipeline.store import baselines, slo_queries
+from dualbus_pipeline.store import baselines, silences, slo_queries
+from dualbus_pipeline.store.silences import Silence
 from dualbus_pipeline.store.slo_queries import Connection, Measured, RunRow
 
 
@@ -110,8 +111,9 @@ def evaluate_run(con: Connection, run_id: str, slos: Sequence[Slo], *,
     if run is None:
         raise PipelineError(f"cannot evaluate SLOs: run {run_id!r} is not in the warehouse")
     results: list[SloResult] = []
+    silenced = silences.active(con, run.started_at)  # once per run, for every SLO's budget
     for slo in slos:
-        results += _evaluate_slo(con, run, slo, baseline_runs)
+        results += _evaluate_slo(con, run, slo, baseline_runs, silenced)
     slo_queries.write_results(con, run_id, [r.as_row() for r in results])
     overall = grading.overall(
         [grading.Scored(r.slo, r.outcome, r.passed, r.severity, r.weight, r.is_key)
@@ -129,8 +131,8 @@ def select_targets(available: Sequence[str],
     return chosen, unmatched
 
 
-def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
-                  baseline_runs: int) -> list[SloResult]:
+def _evaluate_slo(con: Connection, run: RunRow, slo: Slo, baseline_runs: int,
+                  silenced: Sequence[Silence] = ()) -> list[SloResult]:
     ind = slo.spec
     targets, unmatched = select_targets(
         slo_queries.run_targets(con, run.run_id, slo.scope, ind.table), slo.targets)
@@ -153,7 +155,7 @@ def _evaluate_slo(con: Connection, run: RunRow, slo: Slo,
         out.append(_result(run, slo, ind, pattern, None,
                            ("no_data", f"no data: no {slo.scope} matching {pattern!r} was "
                             "measured in this run"), None, None))
-    return with_budgets(con, run, slo, out)
+    return with_budgets(con, run, slo, out, silenced)
 
 
 def _usable(m: Measured | None, aggregate: str, ind: Indicator) -> bool:
