@@ -156,6 +156,40 @@ def load_yaml(path: Path, *, shown_as: str | None = None,
     return doc
 
 
+def load_yaml_documents(path: Path, *, shown_as: str | None = None) -> list[YamlDoc]:
+    """Every document of a multi-document file (``---``), each with its own line map.
+
+    No ``${VAR}`` expansion (foreign formats such as OpenSLO do not have it). A syntax error
+    gives one document holding the problem and no data."""
+    where = shown_as or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = "file not found" if isinstance(exc, FileNotFoundError) \
+            else f"cannot read file: {exc.strerror}"
+        return [YamlDoc(path=path, data=None, problems=[f"{where}: {reason}"])]
+    docs: list[YamlDoc] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            doc = YamlDoc(path=path, data=None)
+            _walk_lines(node, (), doc.lines, doc.problems, where)
+            doc.data = loader.construct_document(node)
+            docs.append(doc)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return [YamlDoc(path=path, data=None,
+                        problems=[f"{where}{line}: invalid YAML: {problem}"])]
+    finally:
+        loader.dispose()
+    return docs
+
+
 def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str] | None:
     """Walk ``model`` along ``loc`` (minus the offending key) to list the keys allowed there."""
     current: Any = model
