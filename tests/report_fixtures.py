@@ -106,7 +106,7 @@ def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggr
             budget: float | None = None, burn: float | None = None,
             reason: str | None = None, outcome: str | None = None,
             events: tuple[int, int, float, str, str] | None = None,
-            kind: str | None = None) -> dict[str, Any]:
+            kind: str | None = None, windows: str | None = None) -> dict[str, Any]:
     """`events`: (good, total, sli_target, burn_state, burn_text) of an SLO with a budget."""
     att = None
     if value and outcome not in ("inconclusive", "pending_baseline"):
@@ -121,7 +121,7 @@ def slo_row(run_id: str, slo: str, scope: str, target: str, indicator: str, aggr
             "error_budget_remaining": budget, "burn_rate": burn, "outcome": outcome,
             **dict(zip(("good", "total", "sli_target", "burn_state", "burn_text"),
                        events or (None,) * 5, strict=True)),
-            "slo_kind": kind or "objective"}
+            "slo_kind": kind or "objective", "burn_windows": windows}
 
 
 def insert_slo_rows(con: Any, rows: list[dict[str, Any]]) -> None:
@@ -217,6 +217,7 @@ def write_run(wh: Warehouse, run_id: str, *, platform: str = "Nautilus",
             slo_row(run_id, "system_availability", "system", "system", "system.availability",
                     "ratio", 6 / 8, ">", 0.9, False, "C", key=True, budget=0.25, burn=2.5,
                     events=(6, 8, 0.9, "ok", "burn rate below every alert threshold"),
+                    windows='{"30d": 2.5, "3d": 2.5, "6h": 2.5}',
                     reason="6 of 8 engines operational; objective > 90 %"),
             slo_row(run_id, "engine_success", "engine", "websocket", "engine.success_ratio",
                     "ratio", None, ">", 0.95, False, None,

@@ -37,6 +37,8 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("dualbus_slo_error_budget_remaining_ratio", "gauge",
      "Share of the error budget left over the SLO's period (negative: overspent)."),
     ("dualbus_slo_burn_rate", "gauge", "This run's burn rate (1 = on budget)."),
+    ("dualbus_slo_window_burn_rate", "gauge", "Burn rate over each window of the SLO's "
+     "burn-rate rules and budget, this run included (1 = on budget)."),
     ("dualbus_slo_burn_alert", "gauge", "1 for the burn-rate alert state the run was in."),
 )
 
@@ -90,6 +92,8 @@ def openmetrics(results: dict[str, Any]) -> str:
             add("dualbus_slo_grade", float(GRADE_NUMBER[s["grade"]]), **ids)
         add("dualbus_slo_error_budget_remaining_ratio", s.get("error_budget_remaining"), **ids)
         add("dualbus_slo_burn_rate", s.get("burn_rate"), **ids)
+        for window, burn in (s.get("burn_windows") or {}).items():
+            add("dualbus_slo_window_burn_rate", burn, **ids, window=str(window))
         if s.get("burn_state"):
             add("dualbus_slo_burn_alert", 1.0, **ids, state=str(s["burn_state"]))
     lines: list[str] = []

@@ -122,6 +122,7 @@ def _slo(r: Row) -> Row:
         "burn_rate": _round(r["burn_rate"]),
         "good": r.get("good"), "total": r.get("total"), "sli_target": r.get("sli_target"),
         "burn_state": r.get("burn_state"), "burn_text": r.get("burn_text"),
+        "burn_windows": json.loads(r["burn_windows"]) if r.get("burn_windows") else None,
         "kind": r.get("slo_kind") or "objective",
     }
 

@@ -29,6 +29,7 @@ rule is not evaluated and the detail says so; it never guesses.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
@@ -158,6 +159,12 @@ def judge(counts: Mapping[float, Count], target: float, period: float) -> Burn:
     return Burn("ok", remaining, text)
 
 
+def window_burns(counts: Mapping[float, Count], target: float) -> str:
+    """{window: burn rate} as JSON, longest window first; windows without events left out."""
+    burns = {span(w): c.burn(target) for w, c in sorted(counts.items(), reverse=True)}
+    return json.dumps({w: round(b, 6) for w, b in burns.items() if b is not None})
+
+
 def span(seconds: float) -> str:
     """6h, 30m, 3d, 1.4h, 70s: the largest unit that says it with at most one decimal."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
@@ -203,5 +210,6 @@ def with_budgets(con: Connection, run: RunRow, slo: Slo, results: list[SloResult
         b = judge(counts, target, period)
         out.append(replace(r, good=good, total=total, sli_target=target, burn_state=b.state,
                            burn_text=b.text, error_budget_remaining=b.remaining,
-                           burn_rate=now.burn(target)))
+                           burn_rate=now.burn(target),
+                           burn_windows=window_burns(counts, target)))
     return out

@@ -74,6 +74,7 @@ class SloResult:
     burn_state: str | None = None
     burn_text: str | None = None
     slo_kind: str | None = None
+    burn_windows: str | None = None  # JSON {window: burn rate}, e.g. {"1h": 20.0}
 
     def as_row(self) -> dict[str, Any]:
         # Shallow on purpose: every field is a scalar, and dataclasses.asdict's deep copy

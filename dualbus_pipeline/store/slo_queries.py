@@ -263,7 +263,7 @@ RESULT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("window_text", pa.string()), ("window_runs", pa.int32()), ("samples", pa.int64()),
     ("description", pa.string()), ("good", pa.int64()), ("total", pa.int64()),
     ("sli_target", pa.float64()), ("burn_state", pa.string()), ("burn_text", pa.string()),
-    ("slo_kind", pa.string()),
+    ("slo_kind", pa.string()), ("burn_windows", pa.string()),
 )
 _RESULT_SCHEMA = pa.schema(list(RESULT_COLUMNS))
 _RESULT_NAMES = [c for c, _ in RESULT_COLUMNS]

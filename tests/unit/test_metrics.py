@@ -40,6 +40,9 @@ def test_a_run_as_openmetrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert grades[("engine_latency", "risk")] == 12.0  # A+
     budget = {lb["slo"]: v for lb, v in got["dualbus_slo_error_budget_remaining_ratio"]}
     assert budget["system_availability"] == pytest.approx(0.25)
+    windows = {lb["window"]: v for lb, v in got["dualbus_slo_window_burn_rate"]
+               if lb["slo"] == "system_availability"}
+    assert windows == {"30d": 2.5, "3d": 2.5, "6h": 2.5}
     assert got["dualbus_run_overall_score"][0][1] == pytest.approx(71.25)
 
 

@@ -18,6 +18,7 @@ of the slow ticket rule holds run 12, and is ok from run 24 (12 min after it).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -65,6 +66,13 @@ def test_burn_rate_pages_then_tickets_then_resolves_at_the_right_runs(
         ("r10", "fired"), ("r24", "resolved")]
     # budget.alerts: burn → no per-run breach alert although runs 10-12 breached p99 < 10
     assert rows(wh, "SELECT count(*) FROM alerts WHERE slo = 'lat'") == [(0,)]
+    # each window's burn rate is stored: at run 10, 2 min holds runs 9-10 (50 bad of 200,
+    # 25x), 1 min and 10 s hold run 10 alone (50x), the 1-day period runs 0-10
+    ((windows,),) = rows(wh, "SELECT burn_windows FROM slo_results WHERE run_id = 'r10'")
+    burns = json.loads(windows)
+    assert list(burns) == ["1d", "2.4h", "48m", "12m", "4m", "2m", "1m", "10s"]
+    assert (burns["2m"], burns["1m"], burns["10s"]) == (25.0, 50.0, 50.0)
+    assert burns["1d"] == pytest.approx(50 / 1100 / 0.01)
     # the 1-day budget: 150 bad of 2,800 requests against 1 % allowed
     ((left,),) = rows(wh, "SELECT error_budget_remaining FROM slo_results WHERE run_id = 'r27'")
     assert left == pytest.approx(1 - (150 / 2800) / 0.01)
