@@ -30,6 +30,19 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("dualbus_target_success_ratio", "gauge", "Share of the target's probe requests that "
      "succeeded."),
     ("dualbus_target_up", "gauge", "1 when the target was operational in the run."),
+    ("dualbus_target_hot_latency_seconds", "gauge", "Back-to-back (hot path) latency "
+     "percentiles: engine health, pair round trip."),
+    ("dualbus_bus_ping_latency_seconds", "gauge", "PING round-trip percentiles per bus."),
+    ("dualbus_bus_throughput_messages_per_second", "gauge",
+     "Messages per second the bus delivered through a consumer group."),
+    ("dualbus_engine_capacity_requests_per_second", "gauge",
+     "Health requests per second the engine answered back to back."),
+    ("dualbus_stream_length_entries", "gauge", "Entries in an engine's stream."),
+    ("dualbus_stream_lag_entries", "gauge", "Entries of the stream not yet delivered to "
+     "the group."),
+    ("dualbus_stream_pending_entries", "gauge", "Entries delivered to the group, not yet "
+     "acknowledged."),
+    ("dualbus_stream_consumers", "gauge", "Consumers in the stream's group."),
     ("dualbus_slo_value", "gauge", "The SLO's measured value, in its indicator's unit."),
     ("dualbus_slo_objective", "gauge", "The SLO's objective, in its indicator's unit."),
     ("dualbus_slo_passed", "gauge", "1 pass, 0 breach or no data (absent when not judged)."),
@@ -82,6 +95,7 @@ def openmetrics(results: dict[str, Any]) -> str:
                 target=name)
             add("dualbus_target_up", float(fig.get("status") == "operational"), scope=scope,
                 target=name)
+    _details(results, add)
     for s in results.get("slos", []):
         ids = {"slo": s["name"], "target": s["target"], "indicator": s["indicator"]}
         add("dualbus_slo_value", s.get("value"), **ids)
@@ -107,3 +121,35 @@ def _targets(results: dict[str, Any]) -> Iterable[tuple[str, str, list[tuple[str
     yield "bus", "delivery_ms", [(b["name"], b) for b in results.get("buses", [])]
     yield "pair", "roundtrip_ms", [(f"{p['from']}->{p['to']}", p)
                                    for p in results.get("pairs", [])]
+
+
+def _quantiles(dist: dict[str, Any] | None) -> Iterable[tuple[str, float]]:
+    for pct, q in QUANTILES:
+        if dist and dist.get(pct) is not None:
+            yield q, dist[pct] / 1000
+
+
+def _details(results: dict[str, Any], add: Any) -> None:
+    """The report's other figures: hot path, PING, throughput, capacity, streams."""
+    for e in results.get("engines", []):
+        if e.get("hot_valid"):
+            for q, v in _quantiles(e.get("hot_latency_ms")):
+                add("dualbus_target_hot_latency_seconds", v, scope="engine",
+                    target=e["name"], quantile=q)
+        add("dualbus_engine_capacity_requests_per_second", e.get("capacity_rps"),
+            target=e["name"])
+    for p in results.get("pairs", []):
+        for q, v in _quantiles(p.get("hot_roundtrip_ms")):
+            add("dualbus_target_hot_latency_seconds", v, scope="pair",
+                target=f"{p['from']}->{p['to']}", quantile=q)
+    for b in results.get("buses", []):
+        for q, v in _quantiles(b.get("ping_ms")):
+            add("dualbus_bus_ping_latency_seconds", v, target=b["name"], quantile=q)
+        add("dualbus_bus_throughput_messages_per_second", b.get("throughput_msgs_per_s"),
+            target=b["name"])
+        for st in b.get("streams") or []:
+            ids = {"bus": b["name"], "stream": str(st.get("stream")),
+                   "group": str(st.get("group") or ""), "engine": str(st.get("engine") or "")}
+            for key in ("length", "lag", "pending"):
+                add(f"dualbus_stream_{key}_entries", st.get(key), **ids)
+            add("dualbus_stream_consumers", st.get("consumers"), **ids)

@@ -43,6 +43,18 @@ def test_a_run_as_openmetrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     windows = {lb["window"]: v for lb, v in got["dualbus_slo_window_burn_rate"]
                if lb["slo"] == "system_availability"}
     assert windows == {"30d": 2.5, "3d": 2.5, "6h": 2.5}
+    # the report's other figures: hot path, PING, throughput, streams
+    hot = {(lb["target"], lb["quantile"]): v for lb, v in
+           got["dualbus_target_hot_latency_seconds"] if lb["scope"] == "engine"}
+    assert hot[("analytics", "0.5")] == pytest.approx(0.2105 / 1000)
+    assert ("websocket", "0.5") not in hot  # no valid hot series: absent, never 0
+    ping = {(lb["target"], lb["quantile"]) for lb, _ in got["dualbus_bus_ping_latency_seconds"]}
+    assert ("engine_logic", "0.99") in ping
+    tput = {lb["target"]: v for lb, v in got["dualbus_bus_throughput_messages_per_second"]}
+    assert tput == {"engine_logic": 3330.0, "marketdata": 3350.0}
+    lag = {(lb["bus"], lb["engine"], lb["group"]): v for lb, v in
+           got["dualbus_stream_lag_entries"]}
+    assert lag[("engine_logic", "risk", "risk-group")] == 20.0  # run-2, the latest: 10 × 2
     assert got["dualbus_run_overall_score"][0][1] == pytest.approx(71.25)
 
 
