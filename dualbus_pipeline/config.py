@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -109,7 +110,29 @@ class Bus(_Model):
         return urlsplit(self.url).port or 6379
 
 
+def _not_probe_key(v: str) -> str:
+    if v.startswith("dualbus:probe:"):
+        raise ValueError("the dualbus:probe: namespace is reserved for probe keys")
+    return v
+
+
+class StreamRef(_Model):
+    """A stream and consumer group an engine reads, on one bus (consumer health, §4.1)."""
+
+    bus: Name
+    stream: str = Field(min_length=1)
+    group: str = Field(min_length=1)
+
+    @field_validator("stream", "group")
+    @classmethod
+    def _not_probe_namespace(cls, v: str) -> str:
+        return _not_probe_key(v)
+
+
 class Engine(_Model):
+    """An engine: its health endpoint, its own stream (`bus`/`stream`/`group`: where pair
+    round trips reach it) and the streams it consumes (`streams:`, default: its own)."""
+
     name: Name
     title: str = ""
     url: str
@@ -117,6 +140,27 @@ class Engine(_Model):
     bus: Name
     stream: str = Field(min_length=1)
     group: str = Field(min_length=1)
+    streams: list[StreamRef] | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_stream_from_streams(cls, data: Any) -> Any:
+        """`streams:` alone: the first one is the engine's own stream."""
+        if isinstance(data, dict) and isinstance(data.get("streams"), list) and \
+                data["streams"] and isinstance(data["streams"][0], dict):
+            first = data["streams"][0]
+            data = {**data}
+            for key in ("bus", "stream", "group"):
+                if key not in data and key in first:
+                    data[key] = first[key]
+        return data
+
+    @property
+    def consumed(self) -> list[StreamRef]:
+        """The streams whose consumer health is read for this engine."""
+        if self.streams:
+            return list(self.streams)
+        return [StreamRef(bus=self.bus, stream=self.stream, group=self.group)]
 
     @field_validator("url")
     @classmethod
@@ -133,9 +177,7 @@ class Engine(_Model):
     @field_validator("stream", "group")
     @classmethod
     def _not_probe_namespace(cls, v: str) -> str:
-        if v.startswith("dualbus:probe:"):
-            raise ValueError("the dualbus:probe: namespace is reserved for probe keys")
-        return v
+        return _not_probe_key(v)
 
     @property
     def display(self) -> str:
@@ -198,6 +240,11 @@ class Topology(_Model):
                     f"engines[{i}].bus: unknown bus {e.bus!r} "
                     f"(declared buses: {', '.join(sorted(bus_names))})"
                 )
+            for j, ref in enumerate(e.streams or []):
+                if ref.bus not in bus_names:
+                    problems.append(
+                        f"engines[{i}].streams[{j}].bus: unknown bus {ref.bus!r} "
+                        f"(declared buses: {', '.join(sorted(bus_names))})")
         seen_ports: dict[tuple[str, int], str] = {}
         for i, e in enumerate(self.engines):
             key = (e.host, e.port)

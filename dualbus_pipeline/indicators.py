@@ -92,6 +92,18 @@ CATALOGUE: dict[str, Indicator] = {i.name: i for i in (
     _i("engine.pending", "engine", "value", "entries", "lower", PER_RUN_AGGREGATES,
        "entries delivered to the engine's group but not acknowledged (XPENDING count)",
        "bus_measurements", "stream_stats", column="pending"),
+    _i("stream.lag_ms", "engine", "value", "ms", "lower", PER_RUN_AGGREGATES,
+       "lag in time: age of the oldest entry not yet delivered to the group, the worst of the "
+       "streams the engine consumes (0 when nothing waits)",
+       "bus_measurements", "stream_stats", column="lag_ms"),
+    _i("stream.pending_age_ms", "engine", "value", "ms", "lower", PER_RUN_AGGREGATES,
+       "age of the oldest entry delivered but not acknowledged, the worst of the engine's "
+       "streams (0 when nothing is pending)",
+       "bus_measurements", "stream_stats", column="pending_age_ms"),
+    _i("stream.consumed", "engine", "value", "1=consumed", "higher", PER_RUN_AGGREGATES,
+       "1 when every stream the engine consumes has a live consumer group (status OK or "
+       "WARN), 0 when one is STALL, STOP or MISSING",
+       "bus_measurements", "stream_stats", column="consumed"),
     _i("bus.ping_ms", "bus", "samples", "ms", "lower", DISTRIBUTION_AGGREGATES,
        "PING round trip", "bus_measurements", "bus_samples", sample_kind="bus_ping",
        metric="ping"),

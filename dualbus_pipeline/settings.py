@@ -47,6 +47,15 @@ class ProbeSettings(_Model):
     engine_hot_requests: int = Field(50, ge=0, le=100_000)
     # buses (§4.1)
     bus_ping_count: int = Field(200, ge=1, le=100_000)
+    # consumer health of the engines' streams (docs/probes.md, "Stream-consumer health"):
+    # WARN when the oldest undelivered entry is older than stream_lag_warn_ms or the oldest
+    # unacknowledged one older than stream_pending_warn_ms; STALL when entries wait, the
+    # group did not move while watched and no consumer read for stream_stall_s; STOP when no
+    # consumer read for stream_stop_s with entries waiting (or the group has no consumer)
+    stream_lag_warn_ms: float = Field(1000.0, gt=0, le=86_400_000)
+    stream_pending_warn_ms: float = Field(60_000.0, gt=0, le=86_400_000)
+    stream_stall_s: float = Field(5.0, gt=0, le=86_400)
+    stream_stop_s: float = Field(60.0, gt=0, le=86_400)
     bus_delivery_count: int = Field(500, ge=1, le=100_000)
     bus_delivery_rate_per_s: float = Field(1000.0, gt=0)
     bus_capacity_messages: int = Field(20_000, ge=0, le=1_000_000)
@@ -103,6 +112,9 @@ class Fault(_Model):
     delay_ms: float = Field(0.0, ge=0, le=60_000)
     error_ratio: float = Field(0.0, ge=0, le=1)
     probe_protocol: bool = True
+    # false: the engine answers /health as usual but reads nothing from its bus (its group
+    # exists, with no consumer): the "healthy on HTTP, consumes nothing" engine
+    consume: bool = True
 
 
 class StackSettings(_Model):

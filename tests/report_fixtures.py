@@ -89,7 +89,10 @@ def bus(name: str, title: str, ping: float, delivery: float, throughput: float,
         info={"instantaneous_ops_per_sec": 1234.0, "connected_clients": 7.0,
               "used_memory": 1_048_576.0},
         streams=[StreamStat(stream=f"{name}-risk-stream", group="risk-group", engine="risk",
-                            exists=True, length=42, lag=lag, pending=pending, consumers=2)],
+                            exists=True, length=42, lag=lag, pending=pending, consumers=2,
+                            lag_ms=float(lag * 50), pending_age_ms=float(pending * 100),
+                            idle_ms=5.0, consumed=1.0, status="OK",
+                            status_reason=f"{lag} undelivered; the group moves")],
         samples=[batch(name, "bus_ping", 3), batch(name, "bus_delivery", 3)])
 
 
@@ -323,7 +326,9 @@ def seed_bus(name: str, title: str, engines: Sequence[str],
         throughput_msgs_per_s=3340.0, capacity_messages=settings.bus_capacity_messages,
         info={"instantaneous_ops_per_sec": 1234.0},
         streams=[StreamStat(stream=f"nautilus-{e}-streams", group=f"{e}-group", engine=e,
-                            exists=True, length=10, lag=0, pending=0, consumers=1)
+                            exists=True, length=10, lag=0, pending=0, consumers=1, lag_ms=0.0,
+                            pending_age_ms=0.0, idle_ms=12.0, consumed=1.0, status="OK",
+                            status_reason="consumed: nothing waiting, 0 unacknowledged")
                  for e in engines],
         samples=[ping, delivery])
 

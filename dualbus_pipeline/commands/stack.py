@@ -29,8 +29,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                             "one answers. Running components are left alone; components whose "
                             "faults or flavour changed are restarted.")
     up.add_argument("--scenario", choices=sorted(SCENARIOS), default="healthy",
-                    help="fault scenario: healthy (none) or seed (websocket down, vpin "
-                    "unhealthy, strategy and backtesting slower); default healthy")
+                    help="fault scenario: healthy (none), seed (websocket down, vpin "
+                    "unhealthy, strategy and backtesting slower) or silent-consumer (ml "
+                    "answers healthy but reads nothing from its bus); default healthy")
     up.add_argument("--flavour", choices=FLAVOURS, default=DEFAULT_FLAVOUR,
                     help="how the engines are built: aiohttp (the tuned reference engine, "
                     "several per process with stack.engines_per_host) or fastapi (FastAPI + "

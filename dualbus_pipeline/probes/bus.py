@@ -1,15 +1,17 @@
 """Bus probe (product.md §4.1): PING, publish→consume delivery, capacity burst, passive health.
 
-Order matters: the passive read (INFO, XINFO) runs first so ``instantaneous_ops_per_sec``
-reflects the platform's traffic, not ours. Then PING round trips (closed loop, sequential: a
-round trip is what is measured), paced delivery (open loop: sends follow a fixed schedule and
-latency runs from when the probe was ready to send, paced.py), and last the capacity burst.
+Order matters: the passive read (INFO, and the first read of the engines' consumer groups,
+probes/streams.py) runs first so ``instantaneous_ops_per_sec`` reflects the platform's
+traffic, not ours; the groups are read again at the end (the watch). Then PING round trips
+(closed loop, sequential: a round trip is what is measured), paced delivery (open loop: sends
+follow a fixed schedule and latency runs from when the probe was ready to send, paced.py), and
+last the capacity burst.
 
 Timing-critical phases use blocking sockets in dedicated threads (resp.py): an event loop adds
 wake-up latency comparable to a loopback PING.
 
 Safety: every key written is ``dualbus:probe:<run_id>:<bus>:...``, created with MAXLEN and an
-EXPIRE (``key_ttl_s``), and deleted in a ``finally``. Engine streams are only read (XINFO).
+EXPIRE (``key_ttl_s``), and deleted in a ``finally``. Engine streams are only read.
 A dead or dying bus yields failed samples and status ``unreachable``/``degraded``, never an
 exception.
 """
@@ -19,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from dualbus_pipeline.config import Bus, Engine, ProbeSettings
+from dualbus_pipeline.config import Bus, ProbeSettings
 from dualbus_pipeline.probes.burst import run_burst
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.model import (
@@ -35,13 +37,18 @@ from dualbus_pipeline.probes.paced import Listener, paced_sends, retaken
 from dualbus_pipeline.probes.resp import (
     PING,
     RespConnection,
-    RespError,
     connect_error_text,
     pack,
-    pairs_to_dict,
 )
 from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.stats import summarize
+from dualbus_pipeline.probes.streams import (
+    GroupRead,
+    Watched,
+    judge,
+    read_group,
+    registers_waiting_readers,
+)
 from dualbus_pipeline.probes.timing import in_thread, now_ns
 
 PROBE_PREFIX = "dualbus:probe:"
@@ -68,10 +75,10 @@ def only_probe_keys(keys: list[str]) -> None:
                          f"{PROBE_PREFIX!r}")
 
 
-async def probe_bus(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSettings,
+async def probe_bus(bus: Bus, watched: list[Watched], settings: ProbeSettings,
                     run_id: str) -> BusResult:
     """Probe one bus; never raises for a failed measurement (see module docstring)."""
-    return await in_thread(lambda: probe_bus_blocking(bus, engines_on_bus, settings, run_id),
+    return await in_thread(lambda: probe_bus_blocking(bus, watched, settings, run_id),
                            name=f"dualbus-bus-{bus.name}")
 
 
@@ -106,7 +113,7 @@ class Link:
             self.conn.close()
 
 
-def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSettings,
+def probe_bus_blocking(bus: Bus, watched: list[Watched], settings: ProbeSettings,
                        run_id: str) -> BusResult:
     timeout = settings.bus_timeout_s
     ping = SampleBatch(target=bus.name, kind="bus_ping")
@@ -120,15 +127,14 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
     delivery_key = probe_key(run_id, bus.name, "delivery")
     capacity_key = probe_key(run_id, bus.name, "capacity")
     link = Link(bus.url, timeout)
+    reads: list[GroupRead] = []
     try:
         try:
             conn = link.get()
             info = read_info(conn)
-            streams = [stream_stat(conn, e) for e in engines_on_bus]
+            reads = [read_group(conn, w) for w in watched]  # the watch starts
         except Exception as exc:  # reported, not raised
             first_error = connect_error_text(exc)
-            streams = [StreamStat(stream=e.stream, group=e.group, engine=e.name, exists=False,
-                                  error=f"not read: {first_error}") for e in engines_on_bus]
         ping_samples(link, settings.bus_ping_count, ping)
         if ping.ok.count(True) == 0 and link.given_up:
             # Nothing answers: do not spend the delivery schedule and burst timing out.
@@ -141,6 +147,7 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
                 capacity, cap_err = capacity_burst(bus.url, capacity_key, settings)
                 if cap_err:
                     notes.append(f"capacity: {cap_err}")
+        streams = _consumer_health(link, watched, reads, settings, first_error)
     finally:
         link.close()
         cleanup_err = delete_keys(bus.url, timeout, [delivery_key, capacity_key])
@@ -158,6 +165,25 @@ def probe_bus_blocking(bus: Bus, engines_on_bus: list[Engine], settings: ProbeSe
         ping=ping_summary, delivery=delivery_summary, throughput_msgs_per_s=capacity,
         capacity_messages=settings.bus_capacity_messages, info=info, streams=streams,
         samples=[ping, delivery], error=first_error if status != "operational" else None)
+
+
+def _consumer_health(link: Link, watched: list[Watched], reads: list[GroupRead],
+                     settings: ProbeSettings, error: str | None) -> list[StreamStat]:
+    """The watch ends: read each group again and judge it (probes/streams.py)."""
+    if not watched:
+        return []
+    try:
+        if len(reads) != len(watched):
+            raise ConnectionError(error or "not read")
+        conn = link.get()
+        registers = registers_waiting_readers(conn)
+        return [judge(conn, w, first, read_group(conn, w), settings,
+                      waiting_registers=registers)
+                for w, first in zip(watched, reads, strict=True)]
+    except Exception as exc:  # reported, not raised
+        why = error or connect_error_text(exc)
+        return [StreamStat(stream=w.stream, group=w.group, engine=w.engine, exists=False,
+                           error=f"not read: {why}") for w in watched]
 
 
 def classify_bus(ping_ok: float, delivery_ok: float, ping_n: int, delivery_n: int,
@@ -197,33 +223,6 @@ def read_info(conn: RespConnection) -> dict[str, float]:
             with contextlib.suppress(ValueError):
                 out[k] = float(v)
     return out
-
-
-def stream_stat(conn: RespConnection, engine: Engine) -> StreamStat:
-    """XINFO STREAM/GROUPS for one engine stream; a missing stream or group is reported."""
-    base: dict[str, Any] = {"stream": engine.stream, "group": engine.group,
-                            "engine": engine.name}
-    try:
-        st = pairs_to_dict(conn.call("XINFO", "STREAM", engine.stream))
-    except RespError as exc:
-        if "no such key" in str(exc).lower():
-            return StreamStat(**base, exists=False, error="stream does not exist")
-        return StreamStat(**base, exists=False, error=str(exc)[:200])
-    length = int(st.get("length", 0))
-    try:
-        groups = [pairs_to_dict(g) for g in conn.call("XINFO", "GROUPS", engine.stream)]
-    except RespError as exc:
-        return StreamStat(**base, exists=True, length=length, error=str(exc)[:200])
-    for g in groups:
-        name = g.get("name")
-        if (name.decode() if isinstance(name, bytes) else name) == engine.group:
-            lag = g.get("lag")
-            return StreamStat(**base, exists=True, length=length,
-                              lag=int(lag) if isinstance(lag, int) else None,
-                              pending=int(g.get("pending", 0)),
-                              consumers=int(g.get("consumers", 0)))
-    return StreamStat(**base, exists=True, length=length,
-                      error=f"consumer group {engine.group!r} does not exist")
 
 
 def ping_samples(link: Link, count: int, batch: SampleBatch) -> None:

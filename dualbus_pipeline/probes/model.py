@@ -179,7 +179,7 @@ class EngineResult:
 
 @dataclass(frozen=True)
 class StreamStat:
-    """Passive health of one engine stream on a bus (XINFO STREAM / XINFO GROUPS)."""
+    """Consumer health of one stream and group on a bus (probes/streams.py)."""
 
     stream: str
     group: str
@@ -190,6 +190,14 @@ class StreamStat:
     pending: int | None = None
     consumers: int | None = None
     error: str | None = None
+    # consumer health (probes/streams.py): lag in time, oldest unacknowledged entry's age,
+    # since the freshest consumer last read; status OK | WARN | STALL | STOP | MISSING
+    lag_ms: float | None = None
+    pending_age_ms: float | None = None
+    idle_ms: float | None = None
+    consumed: float | None = None
+    status: str | None = None
+    status_reason: str | None = None
 
 
 @dataclass(frozen=True)

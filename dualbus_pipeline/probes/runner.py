@@ -41,6 +41,7 @@ from dualbus_pipeline.probes.model import (
 )
 from dualbus_pipeline.probes.pair import probe_pair, probe_pair_hot
 from dualbus_pipeline.probes.stats import slowed, summarize
+from dualbus_pipeline.probes.streams import watched_on
 from dualbus_pipeline.probes.timing import now_ns
 
 WAVE_LEAD_NS = 50_000_000  # a wave's first sends are due this long after it is planned
@@ -49,9 +50,9 @@ WAVE_LEAD_NS = 50_000_000  # a wave's first sends are due this long after it is 
 async def probe_buses(topology: Topology, run_id: str) -> list[BusResult]:
     out: list[BusResult] = []
     for bus in topology.buses:
-        engines = [e for e in topology.engines if e.bus == bus.name]
+        watched = watched_on(topology.engines, bus.name)
         try:
-            out.append(await probe_bus(bus, engines, topology.probe, run_id))
+            out.append(await probe_bus(bus, watched, topology.probe, run_id))
         except Exception as exc:  # one broken probe must not cost the run
             out.append(_bus_crashed(bus, topology.probe, exc))
     return out

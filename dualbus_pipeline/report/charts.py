@@ -155,7 +155,8 @@ def status_overview(chart_id: str, items: Sequence[tuple[str, str, str]]) -> Mar
     for i, (group, label, status) in enumerate(items):
         x = (i % cols) * (tile_w + gap)
         y = (i // cols) * (tile_h + gap)
-        cls = STATUS_CLASSES.get(status, "bad")
+        cls = STATUS_CLASSES.get(status, "bad" if not status.startswith("not consuming")
+                                 else "warn")
         out.append(f'<g><rect class="tile {cls}" x="{x:.0f}" y="{y:.0f}" width="{tile_w:.0f}" '
                    f'height="{tile_h:.0f}" rx="5"/><text class="tile-label" x="{x + 8:.0f}" '
                    f'y="{y + 17:.0f}">{escape(_clip(label, 18))}</text><text class="tile-sub" '

@@ -71,7 +71,7 @@ def category_of(slo: dict[str, Any]) -> str:
     ind = str(slo.get("indicator", ""))
     if ind.startswith("pair."):
         return "cross_engine"
-    if "lag" in ind or "pending" in ind:
+    if "lag" in ind or "pending" in ind or ind.startswith("stream."):
         return "consumers"
     if "throughput" in ind:
         return "throughput"
@@ -94,6 +94,13 @@ def maintenance(results: dict[str, Any]) -> list[dict[str, Any]]:
                             "title": target_title(scope, t), "status": t.get("status"),
                             "reason": t.get("status_reason") or "no reason recorded",
                             "action": _action_for_status(scope, str(t.get("status")))})
+            elif (t.get("consumer") or {}).get("consumed") is False:
+                c = t["consumer"]  # healthy on HTTP, yet reads nothing from its bus
+                out.append({"scope": scope, "name": target_name(scope, t),
+                            "title": target_title(scope, t),
+                            "status": f"not consuming ({c['status']})",
+                            "reason": f"answers healthy but {c['reason']}",
+                            "action": "restart or fix its stream consumer"})
     return out
 
 

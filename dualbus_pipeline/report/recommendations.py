@@ -57,6 +57,7 @@ def recommendations(results: dict[str, Any], opt: dict[str, Any],
     _maintenance_rules(results, add)
     _breach_rules(results, add)
     _optimization_rule(results, opt, add)
+    _consumer_rules(results, add)
     _lag_rules(results, trends, add)
     _regression_rules(results, trends, add)
     _invalid_rules(results, add)
@@ -146,6 +147,18 @@ def _optimization_rule(results: dict[str, Any], opt: dict[str, Any], add: Add) -
         f"{opt.get('aggregate') or 'p50'} {opt['path']}: "
         + listing([f"{titles.get(n, n)} ({fmt_ms(values.get(n))})" for n in failing])
         + f" vs {opt['text']} ms")
+
+
+def _consumer_rules(results: dict[str, Any], add: Add) -> None:
+    """Engines healthy on HTTP whose streams nobody reads: /health alone cannot see them."""
+    silent = [e for e in results.get("engines", []) if e.get("status") == "operational"
+              and (e.get("consumer") or {}).get("consumed") is False]
+    if silent:
+        add("Immediate", "not consuming → restart the consumer",
+            f"Restart or fix the stream consumer of {len(silent)} engine(s) that answer "
+            "healthy but read nothing from their bus",
+            listing([f"{e.get('title') or e['name']}: {e['consumer']['reason']}"
+                     for e in silent]))
 
 
 def _lag_rules(results: dict[str, Any], trends: dict[str, Any] | None, add: Add) -> None:

@@ -239,6 +239,9 @@ def _bar_row(label: str, lat: dict[str, Any], valid: bool, note: str | None) -> 
 
 def _tile_status(t: dict[str, Any]) -> str:
     status = str(t.get("status"))
+    consumer = t.get("consumer") or {}
+    if status == "operational" and consumer.get("consumed") is False:
+        return f"not consuming ({consumer.get('status')})"  # healthy on HTTP, reads nothing
     return "no valid data" if status == "operational" and not t.get("valid", True) else status
 
 

@@ -137,14 +137,22 @@ def _targets(bundle: dict[str, Any]) -> tuple[list[Row], list[Row], list[Row]]:
         streams.setdefault(s["bus"], []).append({
             "engine": s["engine"], "stream": s["stream"], "group": s["grp"],
             "present": s["present"], "length": s["length"], "lag": s["lag"],
-            "pending": s["pending"], "consumers": s["consumers"], "error": s["error"]})
+            "pending": s["pending"], "consumers": s["consumers"], "error": s["error"],
+            "lag_ms": s.get("lag_ms"), "pending_age_ms": s.get("pending_age_ms"),
+            "idle_ms": s.get("idle_ms"), "status": s.get("status"),
+            "status_reason": s.get("status_reason")})
+    by_engine: dict[str, list[Row]] = {}
+    for bus, rows in streams.items():
+        for row in rows:
+            by_engine.setdefault(row["engine"], []).append({**row, "bus": bus})
     engines, buses, pairs = [], [], []
     for t in bundle["targets"]:
         detail = json.loads(t["detail"] or "{}")
         name = t["target"]
         if t["scope"] == "engine":
-            engines.append(_engine(t, detail, summaries.get(("engine", name, "latency")),
-                                   summaries.get(("engine", name, "hot"))))
+            engines.append({**_engine(t, detail, summaries.get(("engine", name, "latency")),
+                                      summaries.get(("engine", name, "hot"))),
+                            "consumer": consumer_health(by_engine.get(name, []))})
         elif t["scope"] == "bus":
             buses.append(_bus(t, detail, summaries.get(("bus", name, "ping")),
                               summaries.get(("bus", name, "delivery")), info.get(name, {}),
@@ -153,6 +161,25 @@ def _targets(bundle: dict[str, Any]) -> tuple[list[Row], list[Row], list[Row]]:
             pairs.append(_pair(t, detail, summaries.get(("pair", name, "roundtrip")),
                                summaries.get(("pair", name, "hot"))))
     return engines, buses, pairs
+
+
+# worst first: what an engine's consumer health says is its least healthy stream's status
+CONSUMER_ORDER = ("MISSING", "STOP", "STALL", "WARN", "OK")
+NOT_CONSUMING = ("MISSING", "STOP", "STALL")
+
+
+def consumer_health(rows: list[Row]) -> Row | None:
+    """An engine's stream-consumer health: the worst of its streams, with why (None: no
+    stream read, e.g. the bus was unreachable)."""
+    judged = [r for r in rows if r.get("status") in CONSUMER_ORDER]
+    if not judged:
+        return None
+    worst = min(judged, key=lambda r: CONSUMER_ORDER.index(r["status"]))
+    bad = [r for r in judged if r["status"] != "OK"]
+    return {"status": worst["status"], "consumed": worst["status"] not in NOT_CONSUMING,
+            "reason": "; ".join(f"{r['stream']} on {r['bus']}: {r['status']}: "
+                                f"{r['status_reason']}" for r in bad) or None,
+            "streams": len(judged)}
 
 
 def build_results(bundle: dict[str, Any]) -> dict[str, Any]:

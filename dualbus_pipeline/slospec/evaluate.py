@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -156,7 +156,22 @@ def _evaluate_slo(con: Connection, run: RunRow, slo: Slo, baseline_runs: int,
         out.append(_result(run, slo, ind, pattern, None,
                            ("no_data", f"no data: no {slo.scope} matching {pattern!r} was "
                             "measured in this run"), None, None))
+    if ind.table == "stream_stats" and slo.scope == "engine":
+        out = _with_stream_states(con, run.run_id, out)
     return with_budgets(con, run, slo, out, silenced)
+
+
+def _with_stream_states(con: Connection, run_id: str,
+                        results: list[SloResult]) -> list[SloResult]:
+    """A stream SLO's miss names the streams that are not healthy and why (probes/streams)."""
+    states = slo_queries.stream_states(con, run_id)
+    out = []
+    for r in results:
+        bad = [f"{stream} ({group}) {status}: {why}" for stream, group, status, why
+               in states.get(r.target, []) if status not in ("OK", None)]
+        out.append(replace(r, reason=f"{r.reason} Streams: {'; '.join(bad)}.")
+                   if r.outcome in ("breach", "no_data") and bad else r)
+    return out
 
 
 def _usable(m: Measured | None, aggregate: str, ind: Indicator) -> bool:

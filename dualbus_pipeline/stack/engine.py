@@ -55,6 +55,7 @@ class FaultSpec:
     delay_ms: float = 0.0
     error_ratio: float = 0.0
     probe_protocol: bool = True
+    consume: bool = True
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ async def serve(spec: HostSpec, stop: asyncio.Event) -> int:
     runtimes = [EngineRuntime(e, spec.stream_maxlen) for e in spec.engines if not e.fault.down]
     await asyncio.gather(*(rt.setup_group() for rt in runtimes))
     consumers = [asyncio.create_task(rt.consume(), name=f"consume-{rt.spec.name}")
-                 for rt in runtimes]
+                 for rt in runtimes if rt.spec.fault.consume]
     runners: list[web.ServerRunner] = []
     code = 0
     try:

@@ -56,6 +56,7 @@ class FaultSpec:
     delay_ms: float = 0.0
     error_ratio: float = 0.0
     probe_protocol: bool = True
+    consume: bool = True
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     state = EngineState()
     consumer = ProbeConsumer(spec, state)
     consumer.setup_group()
-    threading.Thread(target=consumer.run, name=f"consume-{spec.name}", daemon=True).start()
+    if spec.fault.consume:
+        threading.Thread(target=consumer.run, name=f"consume-{spec.name}",
+                         daemon=True).start()
     # uvicorn handles SIGTERM/SIGINT itself: graceful shutdown, then the signal is re-raised,
     # so the process ends as killed by it; the daemon consumer thread ends with it.
     server = uvicorn.Server(uvicorn.Config(build_app(spec, state), host=spec.bind,

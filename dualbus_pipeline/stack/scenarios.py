@@ -22,6 +22,11 @@ SCENARIOS: dict[str, dict[str, Fault]] = {
         "strategy": Fault(delay_ms=0.8),
         "backtesting": Fault(delay_ms=0.5),
     },
+    # Healthy on HTTP, every engine: but ml reads nothing from its bus (its group has no
+    # consumer), the case /health alone cannot see (docs/probes.md, stream-consumer health).
+    "silent-consumer": {
+        "ml": Fault(consume=False),
+    },
 }
 
 
@@ -63,4 +68,6 @@ def describe_fault(fault: Fault) -> str:
         parts.append(f"{fault.error_ratio:.0%} errors")
     if not fault.probe_protocol:
         parts.append("probe protocol off")
+    if not fault.consume:
+        parts.append("reads nothing from its bus")
     return ", ".join(parts)

@@ -285,7 +285,10 @@ def store_measurements(con: duckdb.DuckDBPyConnection, run_id: str, buses: list[
         insert_arrow(con, "bus_info", _rows_table(info_rows))
     stream_rows = [{"run_id": run_id, "bus": b.name, "engine": s.engine, "stream": s.stream,
                     "grp": s.group, "present": s.exists, "length": s.length, "lag": s.lag,
-                    "pending": s.pending, "consumers": s.consumers, "error": s.error}
+                    "pending": s.pending, "consumers": s.consumers, "error": s.error,
+                    "lag_ms": s.lag_ms, "pending_age_ms": s.pending_age_ms,
+                    "idle_ms": s.idle_ms, "consumed": s.consumed, "status": s.status,
+                    "status_reason": s.status_reason}
                    for b in buses for s in b.streams]
     if stream_rows:
         insert_arrow(con, "stream_stats", pa.Table.from_pylist(stream_rows,
@@ -310,4 +313,6 @@ _STREAMS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("bus", pa.string()), ("engine", pa.string()),
     ("stream", pa.string()), ("grp", pa.string()), ("present", pa.bool_()),
     ("length", pa.int64()), ("lag", pa.int64()), ("pending", pa.int64()),
-    ("consumers", pa.int32()), ("error", pa.string())])
+    ("consumers", pa.int32()), ("error", pa.string()), ("lag_ms", pa.float64()),
+    ("pending_age_ms", pa.float64()), ("idle_ms", pa.float64()), ("consumed", pa.float64()),
+    ("status", pa.string()), ("status_reason", pa.string())])

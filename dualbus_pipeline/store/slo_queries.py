@@ -22,7 +22,7 @@ from dualbus_pipeline.store.warehouse import STORED
 Connection = duckdb.DuckDBPyConnection  # so slospec/ can type its argument without duckdb
 
 _SAMPLE_TABLES = {"engine_samples", "bus_samples", "pair_samples"}
-_STREAM_COLUMNS = {"lag", "pending"}
+_STREAM_COLUMNS = {"lag", "pending", "lag_ms", "pending_age_ms", "consumed"}
 
 
 def _agg(aggregate: str, col: str) -> str:
@@ -172,8 +172,11 @@ def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, li
     if ind.kind == "value" and ind.table == "stream_stats":
         assert ind.column in _STREAM_COLUMNS
         key = "bus" if ind.scope == "bus" else "engine"
-        base = (f"SELECT run_id, {key} AS target, max({ind.column}) AS v FROM stream_stats "
-                f"WHERE present AND list_contains(?, run_id) AND list_contains(?, {key}) "
+        # the worst stream of the target; `consumed` is judged on absent streams too (0)
+        worst = "min" if ind.direction == "higher" else "max"
+        where = "true" if ind.column == "consumed" else "present"
+        base = (f"SELECT run_id, {key} AS target, {worst}({ind.column}) AS v FROM stream_stats "
+                f"WHERE {where} AND list_contains(?, run_id) AND list_contains(?, {key}) "
                 f"GROUP BY run_id, {key}")
         return (f"SELECT target, {run_col}, {_agg(aggregate, 'v')}, count(v), count(*) "
                 f"FROM ({base}) GROUP BY {group}"), []
@@ -242,6 +245,18 @@ def summary_states(con: duckdb.DuckDBPyConnection, run_id: str, scope: str,
                        [run_id, scope, metric]).fetchall()
     return {r[0]: {"count": r[1], "ok": r[2], "valid": r[3], "invalid_reason": r[4],
                    "inconclusive": bool(r[5])} for r in rows}
+
+
+def stream_states(con: duckdb.DuckDBPyConnection,
+                  run_id: str) -> dict[str, list[tuple[str, str, str | None, str | None]]]:
+    """Per engine: (stream, group, consumer status, reason) of each stream it consumes."""
+    rows = con.execute("SELECT engine, stream, grp, status, coalesce(status_reason, error) "
+                       "FROM stream_stats WHERE run_id = ? ORDER BY engine, bus, stream",
+                       [run_id]).fetchall()
+    out: dict[str, list[tuple[str, str, str | None, str | None]]] = {}
+    for engine, stream, group, status, why in rows:
+        out.setdefault(engine, []).append((stream, group, status, why))
+    return out
 
 
 def target_states(con: duckdb.DuckDBPyConnection, run_id: str,

@@ -16,6 +16,7 @@ import redis
 from dualbus_pipeline.config import Bus, Engine, ProbeSettings
 from dualbus_pipeline.probes.bus import probe_bus
 from dualbus_pipeline.probes.model import BusResult
+from dualbus_pipeline.probes.streams import watched_on
 from dualbus_pipeline.stack.redis_server import RedisProcess
 from tests.conftest import REPO
 from tests.probe_targets import closed_port
@@ -40,7 +41,7 @@ def eng(name: str, stream: str) -> Engine:
 
 def run(b: Bus, engines: list[Engine], settings: ProbeSettings = SETTINGS,
         run_id: str = "run1") -> BusResult:
-    return asyncio.run(probe_bus(b, engines, settings, run_id))
+    return asyncio.run(probe_bus(b, watched_on(engines, b.name), settings, run_id))
 
 
 def probe_keys(r: redis.Redis) -> list[bytes]:

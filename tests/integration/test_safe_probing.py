@@ -42,7 +42,8 @@ WRITES = {"XADD", "XGROUP", "EXPIRE", "PEXPIRE", "EXPIREAT", "DEL", "UNLINK", "X
           "PERSIST", "RESTORE", "MOVE", "SWAPDB", "EVAL", "FCALL"}
 # Everything the probe may send; docs/security.md derives the least-privilege ACL from it.
 PROBE_COMMANDS = {"AUTH", "SELECT", "PING", "INFO", "XINFO", "XGROUP", "EXPIRE", "XADD",
-                  "XREADGROUP", "XACK", "XREAD", "DEL", "MULTI", "EXEC", "SCAN", "TTL"}
+                  "XREADGROUP", "XACK", "XREAD", "DEL", "MULTI", "EXEC", "SCAN", "TTL",
+                  "TIME", "XPENDING", "XRANGE"}
 TEST_CLIENT = "dualbus-test-monitor"
 
 

@@ -21,6 +21,7 @@ from dualbus_pipeline.config import Bus, Engine, ProbeSettings, Topology
 from dualbus_pipeline.probes.bus import probe_bus
 from dualbus_pipeline.probes.model import BusResult
 from dualbus_pipeline.probes.pair import probe_pair
+from dualbus_pipeline.probes.streams import watched_on
 from dualbus_pipeline.stack.manager import StackManager
 from dualbus_pipeline.stack.redis_server import RedisProcess, free_port, start_redis
 from tests.integration.alerts.support import CaptureSink
@@ -39,7 +40,8 @@ SETTINGS = ProbeSettings(bus_ping_count=40, bus_delivery_count=60, bus_delivery_
 PROBE_ACL = ["on", f">{PW}", "resetkeys", "resetchannels", "-@all",
              "+ping", "+info", "+multi", "+exec", "+scan", "+ttl", "+del", "+expire",
              "+xadd", "+xgroup|create", "+xreadgroup", "+xread", "+xack",
-             "+xinfo|stream", "+xinfo|groups",
+             "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers", "+xpending", "+xrange",
+             "+time",
              "~dualbus:probe:*", "%R~alpha-stream", "%R~beta-stream",
              "(+xadd %W~alpha-stream)"]
 
@@ -51,7 +53,8 @@ def eng(name: str) -> Engine:
 
 def probe(url: str, engines: list[Engine] | None = None,
           settings: ProbeSettings = SETTINGS) -> BusResult:
-    return asyncio.run(probe_bus(Bus(name="b", url=url), engines or [], settings, "sec"))
+    return asyncio.run(probe_bus(Bus(name="b", url=url), watched_on(engines or [], "b"),
+                                 settings, "sec"))
 
 
 def pair_topology(url: str) -> Topology:

@@ -97,7 +97,7 @@ def test_shipped_config_is_the_seed_platform() -> None:
     ("engines.0.health_path", "health", "engines[0].health_path: must start with '/' "
      "(got 'health')"),
     ("engines.0.colour", "blue", "engines[0].colour: unknown key (allowed: bus, group, "
-     "health_path, name, stream, title, url) (got 'blue')"),
+     "health_path, name, stream, streams, title, url) (got 'blue')"),
     ("engines.0.stream", _DELETE, "engines[0].stream: required key is missing"),
     ("probe", {"engine_rate_per_s": 9000}, "probe: engine_rate_per_s=9000.0 exceeds the "
      "safety cap max_rate_per_s=5000.0; raise the cap deliberately"),
@@ -108,6 +108,33 @@ def test_shipped_config_is_the_seed_platform() -> None:
 ])
 def test_one_field_mutations(tmp_path: Path, path: str, value: object, expected: str) -> None:
     assert problems_for(tmp_path, mutate(path, value)) == [expected]
+
+
+def test_an_engine_may_consume_several_streams_on_several_buses(tmp_path: Path) -> None:
+    import copy
+
+    data = copy.deepcopy(GOOD)
+    hedger = data["engines"][1]
+    for key in ("bus", "stream", "group"):
+        del hedger[key]  # `streams:` alone: the first is the engine's own stream
+    hedger["streams"] = [{"bus": "quotes", "stream": "orb.hedger.in", "group": "hedger-g"},
+                         {"bus": "orders", "stream": "orb.pricer.in", "group": "hedger-g"}]
+    data["pairs"] = []
+    t = load_config(write(tmp_path, data)).topology
+    e = t.engine("hedger")
+    assert (e.bus, e.stream, e.group) == ("quotes", "orb.hedger.in", "hedger-g")
+    assert [(r.bus, r.stream) for r in e.consumed] == [("quotes", "orb.hedger.in"),
+                                                       ("orders", "orb.pricer.in")]
+    # the single form stays valid and consumes the engine's own stream
+    assert [(r.bus, r.stream, r.group) for r in t.engine("pricer").consumed] == [
+        ("orders", "orb.pricer.in", "pricer-g")]
+    hedger["streams"][1] = {"bus": "nowhere", "stream": "dualbus:probe:x", "group": "g"}
+    assert problems_for(tmp_path, data) == [
+        "engines[1].streams[1].stream: the dualbus:probe: namespace is reserved for probe "
+        "keys (got 'dualbus:probe:x')"]
+    hedger["streams"][1]["stream"] = "orb.audit"
+    assert problems_for(tmp_path, data) == [
+        "engines[1].streams[1].bus: unknown bus 'nowhere' (declared buses: orders, quotes)"]
 
 
 def test_cross_checks_collected_together(tmp_path: Path) -> None:

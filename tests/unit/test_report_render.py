@@ -81,7 +81,9 @@ def test_engine_numbers_equal_the_warehouse(
     assert row.startswith("| Risk | 0.191 ms | 0.382 ms |")  # hot p50 0.1912, p99 = 2 × p50
     assert fmt_rate(total) == "6,680 msgs/s"
     assert "Combined bus throughput: 6,680 msgs/s" in out["md"]
-    assert f"| 42 | {lag} | {lag // 2} | 2 |" in section(out["md"], "## Per-bus analysis")
+    # consumers, length, lag in entries and in time, pending and its age, status
+    assert (f"| risk-group | 2 | 42 | {lag} | {fmt_ms(lag * 50.0)} | {lag // 2} | "
+            f"{fmt_ms(lag // 2 * 100.0)} | OK |") in section(out["md"], "## Per-bus analysis")
     assert "6,680 msgs/s" in out["html"]
 
 
