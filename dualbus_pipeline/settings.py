@@ -103,6 +103,8 @@ class Fault(_Model):
     delay_ms: float = Field(0.0, ge=0, le=60_000)
     error_ratio: float = Field(0.0, ge=0, le=1)
     probe_protocol: bool = True
+    # Replies signed with this name instead of the engine's own (a misconfigured engine).
+    reply_as: Name | None = None
 
 
 class StackSettings(_Model):

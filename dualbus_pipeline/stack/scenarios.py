@@ -63,4 +63,6 @@ def describe_fault(fault: Fault) -> str:
         parts.append(f"{fault.error_ratio:.0%} errors")
     if not fault.probe_protocol:
         parts.append("probe protocol off")
+    if fault.reply_as:
+        parts.append(f"replies as {fault.reply_as!r}")
     return ", ".join(parts)
