@@ -115,6 +115,8 @@ class Fault(_Model):
     # false: the engine answers /health as usual but reads nothing from its bus (its group
     # exists, with no consumer): the "healthy on HTTP, consumes nothing" engine
     consume: bool = True
+    # Replies signed with this name instead of the engine's own (a misconfigured engine).
+    reply_as: Name | None = None
 
 
 class StackSettings(_Model):

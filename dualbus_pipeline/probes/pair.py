@@ -6,9 +6,11 @@ fields minus ``forward_to`` to B's stream; B XADDs ``{correlation_id, sent_ns, r
 to ``reply_to``. Round trips are paced (open loop, ``pair_rate_per_s``, paced.py says what
 each is charged from). A round trip counts only when its reply carries our correlation id,
 comes from B (``replied_by``), exactly once, within ``pair_timeout_s`` of its own send;
-otherwise it is a failed sample that says why (`judge_reply`): timeout, late, duplicate,
-short-circuited (A answered itself), replied by someone else. Replies with a correlation id
-this probe never sent are counted in the status reason.
+otherwise it is a failed sample that says why (`judge_reply`): late, duplicate,
+short-circuited (A answered itself), a reply from the wrong engine; with no reply at all,
+what the engines' groups show once the window is over (pair_evidence.py): no probe protocol
+on B, A did not forward, else timeout. Replies with a correlation id this probe never sent
+are counted in the status reason, which counts each error.
 
 The pair runs on engine A's bus. The only writes outside ``dualbus:probe:`` are the protocol
 messages on A's stream (no MAXLEN there: a probe never trims a production stream; NOMKSTREAM:
@@ -19,11 +21,7 @@ XADDed to a deleted key would recreate it *without* a TTL. A reply later than th
 does recreate such a key; every pair probe first sweeps those orphans (reply streams with no
 TTL: ours always have one) in a bounded SCAN.
 
-**Hot path** (`probe_pair_hot`): ``pair_hot_count`` round trips back to back, one in flight,
-each sent when the previous reply arrived (kind ``pair_hot``, on a reply stream of its own).
-Like the engines' hot series it reads the platform's own cost of a round trip without the idle
-wake-ups a paced round trip pays in three processes. runner.py runs it one pair at a time after
-the paced series, only for pairs that got a reply; it stops at its first failure.
+**Hot path**: pair_hot.py.
 
 Status: ``failed`` when fewer than half of the round trips came back, ``degraded`` below
 99 %, ``operational`` otherwise.
@@ -48,6 +46,7 @@ from dualbus_pipeline.probes.model import (
     SampleBatch,
 )
 from dualbus_pipeline.probes.paced import Listener, Sends, paced_sends, retaken
+from dualbus_pipeline.probes.pair_evidence import explain_timeouts
 from dualbus_pipeline.probes.resp import RespConnection, RespError, connect_error_text, pack
 from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.stats import summarize
@@ -102,7 +101,7 @@ def judge_reply(reply: Reply | None, duplicates: int, start_ns: int, timeout_ns:
     if reply.replied_by != b:
         if reply.replied_by == a:
             return f"short-circuited: {a} replied itself instead of forwarding to {b}"
-        return f"replied by {reply.replied_by or 'nobody'!r}, not {b}"
+        return f"reply from the wrong engine: {reply.replied_by or 'nobody'!r}, not {b}"
     if duplicates:
         return f"duplicate reply ({duplicates + 1} replies)"
     if reply.at_ns - start_ns > timeout_ns:
@@ -123,6 +122,7 @@ class _PairRun:
     link: Link
     got: _Replies = field(default_factory=_Replies)
     cids: dict[int, str] = field(default_factory=dict)  # sample number -> correlation id
+    entry_ids: dict[str, bytes] = field(default_factory=dict)  # cid -> entry on A's stream
 
     def outstanding(self) -> bool:
         return any(c not in self.got.first for c in self.cids.values())
@@ -150,7 +150,7 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
     finally:
         run.link.close()
     outstanding = setup_error is None and run.outstanding()
-    cleanup_error = None if outstanding else _delete(bus.url, settings.pair_timeout_s, run.key)
+    cleanup_error = None if outstanding else delete_key(bus.url, settings.pair_timeout_s, run.key)
     if setup_error is not None:
         t = now_ns()
         for _ in range(n):
@@ -170,13 +170,20 @@ def probe_pair_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
                       status_reason=reason, summary=summary, samples=batch)
 
 
+def xadd_probe(conn: RespConnection, a: Engine, b: Engine, cid: str, sent_ns: int,
+               reply_to: str) -> bytes | None:
+    """XADD one protocol message to A's stream (never creating it); its entry id, or None
+    when the stream does not exist. Connection errors raise."""
+    entry: bytes | None = conn.call_packed(pack(
+        "XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE, "correlation_id", cid,
+        "sent_ns", sent_ns, "forward_to", b.stream, "reply_to", reply_to))
+    return entry
+
+
 def send_probe(conn: RespConnection, a: Engine, b: Engine, cid: str, sent_ns: int,
                reply_to: str) -> str | None:
-    """XADD one protocol message to A's stream (never creating it); why it was not sent, or
-    None. Connection errors raise."""
-    if conn.call_packed(pack("XADD", a.stream, "NOMKSTREAM", "*", "message_type", PROBE_TYPE,
-                             "correlation_id", cid, "sent_ns", sent_ns, "forward_to", b.stream,
-                             "reply_to", reply_to)) is None:
+    """`xadd_probe`; why it was not sent, or None."""
+    if xadd_probe(conn, a, b, cid, sent_ns, reply_to) is None:
         return f"stream {a.stream!r} does not exist (not created)"
     return None
 
@@ -223,8 +230,12 @@ def _round_trips(run: _PairRun, n: int,
     def send(k: int, due: int) -> str | None:
         cid = run.cids[k] = uuid.uuid4().hex
         ours.add(cid)
+        err = None
         try:
-            err = send_probe(run.link.get(), run.a, run.b, cid, due, run.key)
+            if (entry := xadd_probe(run.link.get(), run.a, run.b, cid, due, run.key)) is None:
+                err = f"stream {run.a.stream!r} does not exist (not created)"
+            else:
+                run.entry_ids[cid] = entry
         except Exception as exc:  # a failed sample
             err = connect_error_text(exc)
         if err is not None:
@@ -242,7 +253,8 @@ def _round_trips(run: _PairRun, n: int,
         wanted = [run.cids[k] for k in range(first_k, first_k + count) if k in run.cids]
         listener.wait(sends.last_start() + timeout_ns,
                       lambda: all(c in run.got.first for c in wanted))
-        return _judged(run, sends, first_k, listener.error, timeout_ns)
+        explained = {} if listener.error else _explain(run, wanted)
+        return _judged(run, sends, first_k, listener.error, timeout_ns, explained)
 
     try:
         return retaken(n, s.retake_fraction, watch, measure)
@@ -250,77 +262,22 @@ def _round_trips(run: _PairRun, n: int,
         listener.stop()
 
 
-async def probe_pair_hot(pair: Pair, topology: Topology, settings: ProbeSettings,
-                         run_id: str, n: int) -> SampleBatch:
-    """The pair's hot path (module docstring); samples only, failures included."""
-    return await in_thread(lambda: probe_pair_hot_blocking(pair, topology, settings, run_id, n),
-                           name=f"dualbus-pair-hot-{pair.from_}-{pair.to}")
-
-
-def probe_pair_hot_blocking(pair: Pair, topology: Topology, settings: ProbeSettings,
-                            run_id: str, n: int) -> SampleBatch:
-    """``n`` round trips back to back on one connection: send, then block on a reply stream
-    of its own until that round trip's reply (judged like a paced one) or its timeout. Stops
-    at the first failure; deletes the reply stream unless a reply is still outstanding."""
-    a, b = topology.engine(pair.from_), topology.engine(pair.to)
-    url = topology.bus(a.bus).url
-    key = reply_key(run_id, pair, "hot")
-    out = SampleBatch(target=pair.key, kind="pair_hot")
-    timeout_ns = int(settings.pair_timeout_s * 1e9)
-    outstanding = False
+def _explain(run: _PairRun, wanted: list[str]) -> dict[str, str]:
+    """What the engines' groups say about the round trips that got no reply (best effort:
+    when the evidence cannot be read they stay timeouts)."""
+    missing = {c: run.entry_ids[c] for c in wanted
+               if c not in run.got.first and c in run.entry_ids}
     try:
-        with RespConnection.open(url, settings.pair_timeout_s) as conn:
-            create_reply_stream(conn, key, settings)
-            last = b"0-0"
-            for _ in range(n):
-                cid, start = uuid.uuid4().hex, now_ns()
-                why = send_probe(conn, a, b, cid, start, key)
-                reply, duplicates = None, 0
-                if why is None:
-                    reply, duplicates, last = _await_reply(conn, key, last, cid, start,
-                                                           timeout_ns)
-                why = why or judge_reply(reply, duplicates, start, timeout_ns, a.name, b.name)
-                out.add(start, start, reply.at_ns if reply is not None else now_ns(),
-                        why is None, 0, why, start_ns=start)
-                if why is not None:
-                    outstanding = reply is None
-                    break
-    except Exception as exc:  # a failed sample; the paced series says what the bus does
-        t = now_ns()
-        out.add(t, t, t, False, 0, connect_error_text(exc))
-        outstanding = True
-    if not outstanding:
-        _delete(url, settings.pair_timeout_s, key)
-    return out
-
-
-def _await_reply(conn: RespConnection, key: str, last: bytes, cid: str, start: int,
-                 timeout_ns: int) -> tuple[Reply | None, int, bytes]:
-    """Block on ``key`` from entry ``last`` until the reply to ``cid`` or the timeout of its
-    send; (first reply, duplicates read with it, the last entry id read). Other entries (the
-    init entry, a late reply of an earlier round trip) are skipped."""
-    block_ms = max(1, timeout_ns // 2_000_000)  # below the connection's socket timeout
-    reply: Reply | None = None
-    duplicates = 0
-    while reply is None and now_ns() - start < timeout_ns:
-        left_ms = (timeout_ns - (now_ns() - start)) // 1_000_000
-        got = conn.call("XREAD", "COUNT", 100, "BLOCK", max(1, min(left_ms, block_ms)),
-                        "STREAMS", key, last)
-        t = now_ns()
-        for entry_id, their_cid, by in reply_entries(got):
-            last = entry_id
-            if their_cid != cid:
-                continue
-            if reply is None:
-                reply = Reply(t, by)
-            else:
-                duplicates += 1
-    return reply, duplicates, last
+        return explain_timeouts(run.link.get(), run.a, run.b, run.key, missing,
+                                run.got.foreign) if missing else {}
+    except Exception:
+        return {}
 
 
 def _judged(run: _PairRun, sends: Sends, first_k: int, listener_error: str | None,
-            timeout_ns: int) -> SampleBatch:
-    """The samples of one pass of sends, each judged by its reply (`judge_reply`)."""
+            timeout_ns: int, explained: dict[str, str]) -> SampleBatch:
+    """The samples of one pass of sends, each judged by its reply (`judge_reply`) or, with
+    none, by the evidence (`explained`)."""
     out = SampleBatch(target=f"{run.a.name}->{run.b.name}", kind="pair_roundtrip")
     gave_up = now_ns()
     for j in range(len(sends)):
@@ -328,8 +285,8 @@ def _judged(run: _PairRun, sends: Sends, first_k: int, listener_error: str | Non
         reply = run.got.first.get(cid)
         why = sends.error[j] or judge_reply(reply, run.got.duplicates[cid], sends.start[j],
                                             timeout_ns, run.a.name, run.b.name)
-        if why == "timeout" and listener_error:
-            why = f"no reply: {listener_error}"
+        if why == "timeout":
+            why = f"no reply: {listener_error}" if listener_error else explained.get(cid, why)
         out.add(sends.intended[j], sends.sent[j],
                 reply.at_ns if reply is not None else max(gave_up, sends.sent[j]),
                 why is None, 0, why, start_ns=sends.start[j],
@@ -365,15 +322,19 @@ def classify_pair(ratio: float, count: int, ok: int, setup_error: str | None,
                   batch: SampleBatch) -> tuple[PairStatus, str]:
     if setup_error is not None:
         return "failed", f"could not use bus: {setup_error}"
-    first = next((e for e in batch.error if e), None)
+    replaced = batch.replaced if len(batch.replaced) == len(batch.error) else ()
+    counted = Counter("late reply" if e.startswith("late reply") else e
+                      for k, e in enumerate(batch.error) if e and not (replaced and replaced[k]))
+    why = "; ".join(f"{e} ×{n}" if len(counted) > 1 else e
+                    for e, n in counted.most_common(3))
     if ratio < FAILED_BELOW:
-        return "failed", f"{count - ok}/{count} round trips failed ({first})"
+        return "failed", f"{count - ok}/{count} round trips failed ({why})"
     if ratio < OPERATIONAL_SUCCESS:
-        return "degraded", f"{count - ok}/{count} round trips failed ({first})"
+        return "degraded", f"{count - ok}/{count} round trips failed ({why})"
     return "operational", f"{ok}/{count} round trips completed"
 
 
-def _delete(url: str, timeout_s: float, key: str) -> str | None:
+def delete_key(url: str, timeout_s: float, key: str) -> str | None:
     only_probe_keys([key])
     try:
         with RespConnection.open(url, timeout_s) as conn:

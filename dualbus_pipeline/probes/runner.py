@@ -39,7 +39,8 @@ from dualbus_pipeline.probes.model import (
     RunResult,
     SampleBatch,
 )
-from dualbus_pipeline.probes.pair import probe_pair, probe_pair_hot
+from dualbus_pipeline.probes.pair import probe_pair
+from dualbus_pipeline.probes.pair_hot import probe_pair_hot
 from dualbus_pipeline.probes.stats import slowed, summarize
 from dualbus_pipeline.probes.streams import watched_on
 from dualbus_pipeline.probes.timing import now_ns

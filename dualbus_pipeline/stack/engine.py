@@ -56,6 +56,7 @@ class FaultSpec:
     error_ratio: float = 0.0
     probe_protocol: bool = True
     consume: bool = True
+    reply_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,7 @@ class EngineRuntime:
                 return
             reply = {b"correlation_id": fields.get(b"correlation_id", b""),
                      b"sent_ns": fields.get(b"sent_ns", b""),
-                     b"replied_by": self.spec.name.encode()}
+                     b"replied_by": (self.fault.reply_as or self.spec.name).encode()}
             await client.xadd(reply_to, reply,  # type: ignore[arg-type]
                               maxlen=self.maxlen, approximate=True)
         self.probes_handled += 1

@@ -3,13 +3,15 @@
 
 Owns an engine built the way a platform team typically builds a service: a FastAPI app served
 by uvicorn with its default loop and HTTP settings (`GET <health_path>` → JSON), and a
-blocking redis-py consumer loop in a background thread implementing the dualbus probe
-protocol (product.md §4.3), with the injected faults of §9. The aiohttp flavour
-(`stack.engine`) is the tuned engine; this one is what dualbus meets on real platforms, so the
-bench can tell how faithfully the probe reads both.
+blocking redis-py consumer loop in a background thread that speaks the dualbus probe
+protocol (product.md §4.3) the way a platform's engine would: through the shipped drop-in
+`dualbus_pipeline.responder.handle_probe`, with the injected faults of §9 around it. The
+aiohttp flavour (`stack.engine`) is the tuned engine; this one is what dualbus meets on real
+platforms, so the bench can tell how faithfully the probe reads both.
 
 SPEC is the JSON of `stack.engine.HostSpec` with exactly one engine. Shares no code with the
-probes and none with `stack.engine` (whose imports, aiohttp among them, a FastAPI service
+probes (the responder is the platform's side of the protocol, not the instrument's) and none
+with `stack.engine` (whose imports, aiohttp among them, a FastAPI service
 would not load); deliberately no pydantic models of ours and no config.
 """
 
@@ -35,9 +37,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dualbus_pipeline.responder import handle_probe, is_probe
+
 log = logging.getLogger("dualbus.stack.fastapi_engine")
 
-PROBE_TYPE = b"dualbus.probe"
 READ_COUNT = 50
 READ_BLOCK_MS = 1000
 BACKOFF_START_S = 0.05
@@ -57,6 +60,7 @@ class FaultSpec:
     error_ratio: float = 0.0
     probe_protocol: bool = True
     consume: bool = True
+    reply_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,29 +228,22 @@ class ProbeConsumer:
                 # One message after the other, as a blocking consumer does: a delay fault
                 # queues the hops of a batch behind each other.
                 for msg_id, fields in entries:
-                    self._handle(client, fields)
-                    client.xack(spec.stream, spec.group, msg_id)
+                    if not self._probe(client, msg_id, fields):
+                        # the engine's own message (or a probe with the protocol off):
+                        # acked, otherwise ignored
+                        client.xack(spec.stream, spec.group, msg_id)
 
-    def _handle(self, client: redis.Redis, fields: dict[bytes, bytes]) -> None:
-        if fields.get(b"message_type") != PROBE_TYPE or not self.spec.fault.probe_protocol:
-            return  # acked by the caller, otherwise ignored
-        if self.spec.fault.delay_ms:
-            blocking_sleep(self.spec.fault.delay_ms / 1000)
-        forward_to = fields.get(b"forward_to")
-        if forward_to:
-            out = {k: v for k, v in fields.items() if k != b"forward_to"}
-            client.xadd(forward_to, out,  # type: ignore[arg-type]
-                        maxlen=self.spec.stream_maxlen, approximate=True)
-        else:
-            reply_to = fields.get(b"reply_to")
-            if not reply_to:
-                return
-            reply = {b"correlation_id": fields.get(b"correlation_id", b""),
-                     b"sent_ns": fields.get(b"sent_ns", b""),
-                     b"replied_by": self.spec.name.encode()}
-            client.xadd(reply_to, reply,  # type: ignore[arg-type]
-                        maxlen=self.spec.stream_maxlen, approximate=True)
+    def _probe(self, client: redis.Redis, msg_id: bytes, fields: dict[bytes, bytes]) -> bool:
+        """The faults around the drop-in responder; True when it handled (and acked) it."""
+        fault = self.spec.fault
+        if not fault.probe_protocol or not is_probe(fields):
+            return False
+        if fault.delay_ms:
+            blocking_sleep(fault.delay_ms / 1000)
+        handle_probe(client, self.spec.stream, self.spec.group, msg_id, fields,
+                     engine=fault.reply_as or self.spec.name, maxlen=self.spec.stream_maxlen)
         self.state.probes_handled += 1
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,4 +70,6 @@ def describe_fault(fault: Fault) -> str:
         parts.append("probe protocol off")
     if not fault.consume:
         parts.append("reads nothing from its bus")
+    if fault.reply_as:
+        parts.append(f"replies as {fault.reply_as!r}")
     return ", ".join(parts)

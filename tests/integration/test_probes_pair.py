@@ -166,7 +166,9 @@ def test_a_reply_from_a_is_a_short_circuit_not_a_round_trip(
 def test_a_reply_from_someone_else_does_not_count(redis_server: RedisProcess) -> None:
     res = misbehaving(redis_server.url, b_mode="impostor")
     assert res.summary.ok == 0
-    assert set(res.samples.error) == {"replied by 'mallory', not beta"}
+    assert set(res.samples.error) == {"reply from the wrong engine: 'mallory', not beta"}
+    assert "round trips failed (reply from the wrong engine: 'mallory', not beta)" \
+        in res.status_reason
 
 
 def test_duplicate_replies_fail_their_round_trip(redis_server: RedisProcess) -> None:
@@ -250,7 +252,7 @@ def test_hot_path_runs_back_to_back_through_both_engines(
 
 def test_hot_path_measures_a_slow_hop_and_stops_at_a_failure(
         redis_server: RedisProcess) -> None:
-    from dualbus_pipeline.probes.pair import probe_pair_hot_blocking
+    from dualbus_pipeline.probes.pair_hot import probe_pair_hot_blocking
 
     a = Responder(redis_server.url, "alpha-stream", "alpha-group", "alpha", delay_ms=3).start()
     b = Responder(redis_server.url, "beta-stream", "beta-group", "beta").start()

@@ -69,9 +69,12 @@ def probe(r: redis.Redis, first: Engine, then: Engine | None = None, timeout: fl
               "sent_ns": str(time.time_ns()), "reply_to": reply_to}
     if then is not None:
         fields["forward_to"] = then.stream
+    # the reply stream exists before the probe is sent, as the probe makes it: replies are
+    # XADDed with NOMKSTREAM
+    init = r.xadd(reply_to, {"init": "1"})
     t0 = time.perf_counter()
     r.xadd(first.stream, fields)  # type: ignore[arg-type]
-    got: Any = r.xread({reply_to: "0"}, block=int(timeout * 1000), count=1)
+    got: Any = r.xread({reply_to: init}, block=int(timeout * 1000), count=1)
     elapsed = (time.perf_counter() - t0) * 1000
     r.delete(reply_to)
     return cid, (dict(got[0][1][0][1]) if got else None), elapsed
