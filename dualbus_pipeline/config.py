@@ -31,6 +31,7 @@ from dualbus_pipeline.settings import (
     Baseline,
     EngineCapacity,
     Fault,
+    HealthCheck,
     Name,
     ProbeSettings,
     Scoring,
@@ -43,6 +44,7 @@ from dualbus_pipeline.yamlsrc import load_yaml, mask_secrets, validation_problem
 
 __all__ = [
     "NAME_RE", "AlertSink", "Alerting", "Baseline", "Bus", "Engine", "EngineCapacity", "Fault",
+    "HealthCheck",
     "LoadedConfig", "Name", "Pair", "ProbeSettings", "Scoring", "Severity", "StackSettings",
     "Topology", "default_config_path", "load_config", "mask_secrets", "parse_duration_s",
     "shipped_dir",
@@ -141,6 +143,8 @@ class Engine(_Model):
     stream: str = Field(min_length=1)
     group: str = Field(min_length=1)
     streams: list[StreamRef] | None = Field(None, min_length=1)
+    # what its health response means (the top-level `health:` merged under the engine's own)
+    health: HealthCheck = HealthCheck()
 
     @model_validator(mode="before")
     @classmethod
@@ -207,6 +211,7 @@ class Pair(_Model):
 
 class Topology(_Model):
     platform: str = Field(min_length=1)
+    health: HealthCheck = HealthCheck()  # every engine's default (probes/health.py)
     buses: list[Bus] = Field(min_length=1)
     engines: list[Engine] = Field(default_factory=list)
     pairs: list[Pair] = Field(default_factory=list)
@@ -219,6 +224,22 @@ class Topology(_Model):
     scoring: Scoring = Scoring()
     warehouse: str = "warehouse/dualbus.duckdb"
     stack: StackSettings = StackSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_health(cls, data: Any) -> Any:
+        """Each engine's `health:` keys override the top-level `health:` default."""
+        if not isinstance(data, dict) or not isinstance(data.get("health"), dict) or \
+                not isinstance(data.get("engines"), list):
+            return data
+        try:
+            HealthCheck.model_validate(data["health"])
+        except ValidationError:
+            return data  # reported once, at `health`, not again under every engine
+        engines = [({**e, "health": {**data["health"], **(e.get("health") or {})}}
+                    if isinstance(e, dict) and isinstance(e.get("health") or {}, dict) else e)
+                   for e in data["engines"]]
+        return {**data, "engines": engines}
 
     @field_validator("schedule")
     @classmethod

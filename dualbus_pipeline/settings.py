@@ -104,6 +104,61 @@ class ProbeSettings(_Model):
         return self
 
 
+class HealthCheck(_Model):
+    """What an engine's health response means (probes/health.py, docs/probes.md): which HTTP
+    codes count, which body status words mean healthy, starting, degraded or unhealthy,
+    Gatus-style conditions and a response-time bound. `health:` at the top level is every
+    engine's default; an engine's own `health:` overrides the keys it sets."""
+
+    ok_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(None, min_length=1)
+    status_field: str = Field("status", min_length=1)
+    # None: any word not listed below is healthy; a list: only these words are
+    healthy: list[str] | None = Field(None, min_length=1)
+    starting: list[str] = ["initializing", "initialising", "starting", "warming_up"]
+    degraded: list[str] = ["degraded", "warning", "warn"]
+    unhealthy: list[str] = ["unhealthy", "down", "error", "failed", "fail", "critical",
+                            "unavailable"]
+    conditions: list[str] = []
+    max_response_ms: float | None = Field(None, gt=0, le=60_000)
+
+    @field_validator("healthy", "starting", "degraded", "unhealthy")
+    @classmethod
+    def _lower(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [w.strip().lower() for w in v]
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, v: list[str]) -> list[str]:
+        from dualbus_pipeline.probes.health import parse_condition
+
+        for c in v:
+            try:
+                parse_condition(c)
+            except ValueError as exc:
+                raise ValueError(f"condition {c!r}: {exc}") from None
+        return v
+
+    @field_validator("status_field")
+    @classmethod
+    def _field(cls, v: str) -> str:
+        if not re.fullmatch(r"\$?(?:\.?[A-Za-z0-9_\-]+|\[\d+\])+", v.strip()):
+            raise ValueError("must be a key or path into the JSON body, like status, "
+                             "health.state or $.checks[0].status")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> HealthCheck:
+        sets = {"healthy": set(self.healthy or ()), "starting": set(self.starting),
+                "degraded": set(self.degraded), "unhealthy": set(self.unhealthy)}
+        names = list(sets)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                both = sets[a] & sets[b]
+                if both:
+                    raise ValueError(f"{', '.join(sorted(both))} cannot be both {a} and {b}")
+        return self
+
+
 class Fault(_Model):
     """A fault injected into one reference-stack engine (§9)."""
 

@@ -44,6 +44,7 @@ class Behaviour:
     error_status: int = 500
     status_code: int = 200            # for every other request
     body_status: str | None = "healthy"
+    body: str | None = None           # a whole JSON body instead of {"status": body_status}
     chunked: bool = False
     requests: int = 0
     stall_at: int = -1                # request number `stall_at` blocks the whole server ...
@@ -102,6 +103,8 @@ async def _health_handler(b: Behaviour, request: web.Request) -> web.StreamRespo
     status = b.error_status if failing else b.status_code
     payload = b'{"status": "%s"}' % (b.body_status or "").encode() if b.body_status \
         else b"ok"
+    if b.body is not None:
+        payload = b.body.encode()
     if b.chunked:
         resp = web.StreamResponse(status=status)
         resp.enable_chunked_encoding()

@@ -21,8 +21,12 @@ spins to pace them, takes CPU from the platform it measures and reads its own lo
 
 Classification (from all counted samples of the paced series):
 * ``unreachable``: no TCP connection could be made, neither before nor during the schedule;
-* ``unhealthy``: connections were made but most samples failed (success ratio < 50 %: non-2xx,
-  an unhealthy body status, or no answer within the timeout);
+* ``starting``: most samples failed because the body said the engine is starting
+  (``initializing``…: the health check's ``starting`` words): not yet operational, not
+  unhealthy;
+* ``unhealthy``: connections were made but most samples failed (success ratio < 50 %: an HTTP
+  code the health check does not accept, an unhealthy body status, a failed condition, or no
+  answer within the timeout);
 * ``degraded``: success ratio < 99 %, or some bodies reported a degraded status;
 * ``operational``: otherwise.
 """
@@ -36,9 +40,8 @@ import resource
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from dualbus_pipeline.config import Engine, ProbeSettings
+from dualbus_pipeline.config import Engine, HealthCheck, ProbeSettings
 from dualbus_pipeline.probes.engine_prober import (
-    DEGRADED_BODY,
     START_DELAY_NS,
     EngineProber,
 )
@@ -258,7 +261,7 @@ async def _finish(engine: Engine, paced: _Paced, summary: Summary,
         capacity = await EngineProber(engine, settings).capacity()
     bodies = paced.body_statuses()
     status, reason = classify_engine(summary, batch, prober.connected_any, prober.connect_error,
-                                     bodies)
+                                     bodies, frozenset(engine.health.degraded))
     return EngineResult(name=engine.name, title=engine.display, url=engine.health_url,
                         status=status, status_reason=reason, summary=summary, samples=batch,
                         capacity_rps=capacity, body_statuses=dict(bodies), hot=hot,
@@ -271,9 +274,13 @@ def _top_errors(batch: SampleBatch, k: int = 2) -> str:
     return ", ".join(f"{err} ×{n}" for err, n in counts.most_common(k))
 
 
+DEGRADED_WORDS = frozenset(HealthCheck().degraded)
+
+
 def classify_engine(summary: Summary, batch: SampleBatch, connected_any: bool,
                     connect_error: str | None,
-                    bodies: Counter[str] | dict[str, int]) -> tuple[EngineStatus, str]:
+                    bodies: Counter[str] | dict[str, int],
+                    degraded: frozenset[str] = DEGRADED_WORDS) -> tuple[EngineStatus, str]:
     """Apply the classification rules of the module docstring."""
     n = summary.count
     if not connected_any:
@@ -281,8 +288,14 @@ def classify_engine(summary: Summary, batch: SampleBatch, connected_any: bool,
     ratio = summary.success_ratio
     failed = n - summary.ok
     if ratio < UNHEALTHY_BELOW:
+        starting = Counter(e for e, r in zip(batch.error, batch.replaced, strict=True)
+                           if e and not r and e.startswith("starting: "))
+        if sum(starting.values()) * 2 > failed:
+            word = starting.most_common(1)[0][0].removeprefix("starting: ")
+            return "starting", (f"{sum(starting.values())}/{n} responses said {word!r}: "
+                                "starting, not yet operational")
         return "unhealthy", (f"{failed}/{n} requests failed ({_top_errors(batch)})")
-    degraded_bodies = sum(v for k, v in bodies.items() if k in DEGRADED_BODY)
+    degraded_bodies = sum(v for k, v in bodies.items() if k in degraded)
     if ratio < OPERATIONAL_SUCCESS:
         return "degraded", f"{failed}/{n} requests failed ({_top_errors(batch)})"
     if degraded_bodies:

@@ -18,9 +18,10 @@ Three kinds of series, all on the engine's own keep-alive connections:
 One connection is opened and warmed with ``WARMUP_REQUESTS`` unrecorded GETs before a series,
 so samples measure the steady keep-alive state rather than the first handshake.
 
-Sample outcome: ok = HTTP 2xx and the body's ``status`` (when the body is a JSON object with
-one) is not in ``UNHEALTHY_BODY``. Errors: "refused", "timeout", "connection closed",
-"bad response: <why>" (not HTTP, body over 1 MiB, ...), "http 503", "status unhealthy", ...
+Sample outcome: what the engine's health check (`health:`, probes/health.py) says of the
+response: by default HTTP 2xx and a body ``status`` that is not an unhealthy or starting word.
+Errors: "refused", "timeout", "connection closed", "bad response: <why>" (not HTTP, body over
+1 MiB, ...), "http 503", "status unhealthy", "starting: initializing", "condition … failed"…
 Scheduling engines together, the concurrency guard and classification: engine.py.
 """
 
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 from array import array
 from collections import deque
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
+from dualbus_pipeline.probes.health import compile_rule
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.http import HttpConnection, HttpParseError, Response, build_get
 from dualbus_pipeline.probes.model import SampleBatch, SampleKind
@@ -42,22 +43,8 @@ from dualbus_pipeline.probes.resp import connect_error_text
 from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns
 
-UNHEALTHY_BODY = frozenset({"unhealthy", "down", "error", "failed", "fail", "critical",
-                            "unavailable"})
-DEGRADED_BODY = frozenset({"degraded", "warning", "warn"})
 START_DELAY_NS = 2_000_000
 WARMUP_REQUESTS = 3
-
-
-def _body_status(body: bytes) -> str | None:
-    if not body.lstrip().startswith(b"{"):
-        return None
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    status = doc.get("status") if isinstance(doc, dict) else None
-    return str(status).lower() if status is not None else None
 
 
 class _Series:
@@ -110,6 +97,7 @@ class EngineProber:
                  max_connections: int | None = None, watch: HostWatch | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.rule = compile_rule(engine.health)
         self.max_connections = max_connections or settings.engine_max_connections
         self.loop = asyncio.get_running_loop()
         self.request = build_get(engine.host, engine.port, engine.health_path)
@@ -204,13 +192,9 @@ class EngineProber:
         return self.s.body
 
     def judge(self, i: int, done: int, status: int, body: bytes) -> None:
-        body_status = self.s.body[i] = _body_status(body)
-        if not 200 <= status < 300:
-            self.finish(i, done, False, status, f"http {status}")
-        elif body_status in UNHEALTHY_BODY:
-            self.finish(i, done, False, status, f"status {body_status}")
-        else:
-            self.finish(i, done, True, status, None)
+        ok, error, self.s.body[i] = self.rule.judge(status, body,
+                                                    (done - self.s.start[i]) / 1e6)
+        self.finish(i, done, ok, status, error)
 
     def on_timeout(self, i: int) -> None:
         if self.s.finished[i]:

@@ -35,7 +35,7 @@ SampleKind = Literal[
 # worse, each probe says how).
 OPERATIONAL_SUCCESS = 0.99
 
-EngineStatus = Literal["operational", "degraded", "unhealthy", "unreachable"]
+EngineStatus = Literal["operational", "degraded", "starting", "unhealthy", "unreachable"]
 BusStatus = Literal["operational", "degraded", "unreachable"]
 PairStatus = Literal["operational", "degraded", "failed"]
 

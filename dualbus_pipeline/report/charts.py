@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 
 PERCENTILE_KEYS = ("p50", "p90", "p99")
 STATUS_CLASSES = {"operational": "ok", "degraded": "warn", "no valid data": "warn",
+                  "starting": "warn",
                   "unhealthy": "bad", "unreachable": "bad", "failed": "bad"}
 
 

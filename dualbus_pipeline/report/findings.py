@@ -108,6 +108,7 @@ def _action_for_status(scope: str, status: str) -> str:
     if scope == "pair":
         return "check the probe protocol on both engines and the bus between them"
     return {"unreachable": "restart",
+            "starting": "wait for it to finish starting; investigate if it stays starting",
             "unhealthy": "investigate the service (it answers but reports unhealthy)",
             "degraded": "investigate errors and slow responses"}.get(status, "investigate")
 

@@ -76,6 +76,9 @@ def _maintenance_rules(results: dict[str, Any], add: Add) -> None:
             add("Immediate", "unreachable → restart", f"Restart engine {title}", reason)
         elif status in ("unhealthy", "degraded"):
             add("Immediate", f"{status} → investigate", f"Investigate engine {title}", reason)
+        elif status == "starting":
+            add("This week", "starting → check it finishes",
+                f"Check that engine {title} finishes starting", reason)
     for b in results.get("buses", []):
         title, status = b.get("title") or b["name"], b.get("status")
         if status != "operational":
