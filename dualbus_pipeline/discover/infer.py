@@ -106,7 +106,7 @@ def name_for(group: str, reads: list[Consumed]) -> tuple[str, str, str]:
     said = _consumers_text(GroupSeen(group, consumers[:CONSUMER_NAMES_KEPT], count, 0))
     base = normalise(strip_group_suffix(group))
     stem = consumer_stem(consumers)
-    if base not in GENERIC and not base[:1].isdigit():
+    if base not in GENERIC:
         if stem and (stem == base or stem.startswith(base + "_") or base.startswith(stem + "_")):
             return base, f"inferred from group {group!r} ({said})", "sure"
         why = "" if not consumers else "; the consumers are named otherwise"
@@ -131,8 +131,6 @@ def infer_engines(scans: list[BusScan]) -> list[InferredEngine]:
     for group in sorted(by_group):
         reads = by_group[group]
         name, how, sureness = name_for(group, reads)
-        if name[:1].isdigit():
-            name = normalise(f"engine_{name}")
         unique, n = name, 2
         while unique in taken:
             unique = f"{name[:MAX_NAME - 4]}_{n}"
