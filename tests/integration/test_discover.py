@@ -225,3 +225,22 @@ def test_scan_caps_are_honoured_and_said(redis_factory: Callable[..., RedisProce
     err = capsys.readouterr().err
     assert "bus bus1: stopped after ~1,000 keys scanned (--max-keys 1,000) of 5,030" in err
     assert "# INCOMPLETE: stopped after ~1,000 keys" in out.read_text()
+
+
+DISCOVER_ACL = ("resetkeys", "resetchannels", "-@all", "+scan", "+dbsize", "+xlen",
+                "+xinfo|groups", "+xinfo|consumers", "%R~*")  # docs/configuration.md
+
+
+def test_a_read_only_acl_user_is_enough(buses: dict[str, Any], tmp_path: Path) -> None:
+    r: redis.Redis = buses["r"]["logic"]
+    r.execute_command("ACL", "SETUSER", "discover", "on", ">sesame", *DISCOVER_ACL)
+    r.execute_command("ACL", "LOG", "RESET")
+    url = f"redis://discover:sesame@127.0.0.1:{buses['logic'].port}/0"
+    found = discover(parse_targets([url]))
+    assert [s.name for s in found.scans[0].streams] == ["fx.quotes", "signals"]
+    assert r.execute_command("ACL", "LOG") == []  # nothing refused
+    doc = yaml.safe_load(found.render("P"))
+    assert doc["buses"][0]["url"] == \
+        f"redis://discover:${{BUS_BUS1_PASSWORD}}@127.0.0.1:{buses['logic'].port}/0"
+    with pytest.raises(redis.exceptions.NoPermissionError):  # and it cannot write
+        redis.Redis.from_url(url).xadd("signals", {"x": 1})
