@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
                         ("--timeout", args.timeout)):
         if value <= 0:
             problems.append(f"{flag}: must be greater than 0 (got {value!r})")
+    if not args.platform.strip():
+        problems.append("--platform: must not be empty")
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and not args.force:
         problems.append(f"{out}: already exists (use --force to overwrite it)")

@@ -79,7 +79,7 @@ def test_bad_arguments_exit_2_one_line_each_password_masked(
     existing.write_text("keep me\n")
     rc = main(["discover", "redis://:hunter2@h:99999/0", "redis://:hun/ter2@h:1/0",
                "--bus-names", "md", "--health-url-template", "http://{name}/{host}",
-               "--max-streams", "0", "-o", str(existing)])
+               "--max-streams", "0", "--platform", " ", "-o", str(existing)])
     err = capsys.readouterr().err.splitlines()
     assert rc == 2
     assert err == [
@@ -90,6 +90,7 @@ def test_bad_arguments_exit_2_one_line_each_password_masked(
         "--health-url-template: unknown field {host} (allowed: {name}, {port}) "
         "(got 'http://{name}/{host}')",
         "--max-streams: must be greater than 0 (got 0)",
+        "--platform: must not be empty",
         f"{existing}: already exists (use --force to overwrite it)"]
     assert existing.read_text() == "keep me\n"
     assert main(["discover", "redis://h:1/0", "--health-url-template",
