@@ -19,7 +19,7 @@ from dualbus_pipeline.errors import DualbusError
 
 # Each module exposes register(subparsers, common) and sets `func` on its parsers.
 COMMAND_MODULES = ("validate", "stack", "probe", "run", "report", "baseline", "alerts", "silence",
-                   "schema", "slo", "metrics", "demo")
+                   "schema", "slo", "metrics", "demo", "discover")
 
 
 def common_parser() -> argparse.ArgumentParser:
