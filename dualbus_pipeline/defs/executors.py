@@ -1,0 +1,60 @@
+"""Which Dagster executor runs the job: in-process (default), multiprocess, or Celery.
+
+`dualbus run --executor NAME` and, for `dagster dev`, the daemon and Celery workers, the
+environment variable DUALBUS_EXECUTOR choose it. Celery settings come from the environment
+only (a broker URL may hold a password): DUALBUS_CELERY_BROKER (default: the local RabbitMQ,
+``amqp://guest:guest@127.0.0.1:5672//``) and DUALBUS_CELERY_BACKEND (default ``rpc://``).
+Both are handed to Dagster as ``{"env": ...}`` so the URL never lands in run storage.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
+
+from dualbus_pipeline.errors import ConfigError
+
+EXECUTORS = ("in_process", "multiprocess", "celery")
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_BACKEND = "rpc://"
+
+
+def executor_name(explicit: str | None = None) -> str:
+    """The executor asked for: ``explicit``, else DUALBUS_EXECUTOR, else in_process."""
+    name = explicit or os.environ.get("DUALBUS_EXECUTOR") or "in_process"
+    if name not in EXECUTORS:
+        where = "--executor" if explicit else "DUALBUS_EXECUTOR"
+        raise ConfigError([f"{where}: unknown executor {name!r} (choose "
+                           f"{', '.join(EXECUTORS)})"])
+    return name
+
+
+def celery_broker() -> str:
+    return os.environ.get("DUALBUS_CELERY_BROKER") or DEFAULT_BROKER
+
+
+def celery_backend() -> str:
+    return os.environ.get("DUALBUS_CELERY_BACKEND") or DEFAULT_BACKEND
+
+
+def executor_def(name: str | None = None) -> ExecutorDefinition:
+    chosen = executor_name(name)
+    if chosen == "in_process":
+        return in_process_executor
+    if chosen == "multiprocess":
+        return multiprocess_executor
+    try:
+        from dagster_celery import celery_executor
+    except ImportError:
+        raise ConfigError(["executor celery: needs dagster-celery "
+                           "(pip install 'dualbus[deploy]')"]) from None
+    config: dict[str, Any] = {
+        "broker": {"env": "DUALBUS_CELERY_BROKER"} if os.environ.get("DUALBUS_CELERY_BROKER")
+        else DEFAULT_BROKER,
+        "backend": {"env": "DUALBUS_CELERY_BACKEND"}
+        if os.environ.get("DUALBUS_CELERY_BACKEND") else DEFAULT_BACKEND,
+    }
+    configured: ExecutorDefinition = celery_executor.configured(config)
+    return configured
