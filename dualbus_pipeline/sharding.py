@@ -117,7 +117,8 @@ def plan_shards(t: Topology) -> list[Shard]:
 
 def phase_topologies(t: Topology, shard: Shard) -> dict[str, Topology]:
     """The topology each probe phase of ``shard`` runs on: only the shard's buses, engines or
-    pairs, every engine still known (bus consumer health, pair round trips)."""
+    pairs, every engine and bus still known (bus consumer health reads every engine stream on
+    the bus; a pair round trip goes through its engines' bus)."""
     buses = [b for b in t.buses if b.name in shard.buses]
     engines = [e for e in t.engines if e.name in shard.engines]
     pairs = [p for p in t.pairs if p.key in shard.pairs]
@@ -125,4 +126,4 @@ def phase_topologies(t: Topology, shard: Shard) -> dict[str, Topology]:
     # shard's part may legitimately hold no bus
     return {"buses": t.model_copy(update={"buses": buses, "pairs": []}),
             "engines": t.model_copy(update={"engines": engines, "pairs": []}),
-            "pairs": t.model_copy(update={"buses": [], "pairs": pairs})}
+            "pairs": t.model_copy(update={"pairs": pairs})}

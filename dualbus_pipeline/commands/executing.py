@@ -16,6 +16,7 @@ it, and the run is not recorded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -58,13 +59,20 @@ def dagster_instance(executor: str) -> Iterator[Any]:
         return
     if not os.path.isdir(home):
         raise ConfigError([f"DAGSTER_HOME: {home!r} is not a directory"])
+    logging.disable(logging.WARNING)  # dagster-postgres logs each retry at the root logger
     try:
         instance = DagsterInstance.get()
         instance.get_runs(limit=1)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        cause: BaseException = exc
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        first = first.removeprefix(f"({type(cause).__module__}.{type(cause).__name__}) ")
         raise PipelineError(f"DAGSTER_HOME {home}: the Dagster instance's storage is "
                             f"unreachable: {mask_secrets(first)}") from None
+    finally:
+        logging.disable(logging.NOTSET)
     try:
         yield instance
     finally:

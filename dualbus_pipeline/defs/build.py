@@ -50,7 +50,9 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
 
     job = define_asset_job(JOB_NAME, selection=AssetSelection.all(),
                            description="One dualbus run: probes → SLOs → trends → report → "
-                           "alerts.", executor_def=executor_def(executor))
+                           "alerts.", executor_def=executor_def(executor),
+                           # deploy/dagster.yaml's run queue limits this tag to one run
+                           tags={"dualbus/pipeline": JOB_NAME})
     return Definitions(
         assets=graph_assets(cfg.topology),
         asset_checks=make_slo_checks(slos),

@@ -42,13 +42,16 @@ def failed_results(topology: Topology, phase: str, why: str) -> list[Any]:
                                  capacity_messages=settings.bus_capacity_messages, info={},
                                  streams=[], samples=[ping, delivery], error=reason))
         return out
+    # the hot path too: every figure of the target reads the same reason
     if phase == "engines":
         return [EngineResult(name=e.name, title=e.display, url=e.health_url,
                              status="unreachable", status_reason=reason,
-                             summary=s, samples=batch)
+                             summary=s, samples=batch, hot=s,
+                             hot_samples=empty(e.name, "engine_hot")[0])
                 for e in topology.engines
                 for batch, s in [empty(e.name, "engine_http")]]
     return [PairResult(from_=p.from_, to=p.to, bus=topology.engine(p.from_).bus,
-                       status="failed", status_reason=reason, summary=s, samples=batch)
+                       status="failed", status_reason=reason, summary=s, samples=batch,
+                       hot=s, hot_samples=empty(p.key, "pair_hot")[0])
             for p in topology.pairs
             for batch, s in [empty(p.key, "pair_roundtrip")]]
