@@ -1,7 +1,8 @@
 """Which Dagster executor runs the job: in-process (default), multiprocess, or Celery.
 
 `dualbus run --executor NAME` and, for `dagster dev`, the daemon and Celery workers, the
-environment variable DUALBUS_EXECUTOR choose it. Celery settings come from the environment
+environment variable DUALBUS_EXECUTOR choose it (which also accepts ``k8s``: dagster-k8s's
+``k8s_job_executor``, documented in docs/deploy.md and not tested here). Celery settings come from the environment
 only (a broker URL may hold a password): DUALBUS_CELERY_BROKER (default: the local RabbitMQ,
 ``amqp://guest:guest@127.0.0.1:5672//``) and DUALBUS_CELERY_BACKEND (default ``rpc://``).
 Both are handed to Dagster as ``{"env": ...}`` so the URL never lands in run storage.
@@ -22,9 +23,10 @@ DEFAULT_BACKEND = "rpc://"
 
 
 def executor_name(explicit: str | None = None) -> str:
-    """The executor asked for: ``explicit``, else DUALBUS_EXECUTOR, else in_process."""
+    """The executor asked for: ``explicit``, else DUALBUS_EXECUTOR, else in_process (k8s:
+    only through DUALBUS_EXECUTOR, for a code location on Kubernetes)."""
     name = explicit or os.environ.get("DUALBUS_EXECUTOR") or "in_process"
-    if name not in EXECUTORS:
+    if name not in EXECUTORS and not (name == "k8s" and not explicit):
         where = "--executor" if explicit else "DUALBUS_EXECUTOR"
         raise ConfigError([f"{where}: unknown executor {name!r} (choose "
                            f"{', '.join(EXECUTORS)})"])
@@ -45,6 +47,14 @@ def executor_def(name: str | None = None) -> ExecutorDefinition:
         return in_process_executor
     if chosen == "multiprocess":
         return multiprocess_executor
+    if chosen == "k8s":  # docs/deploy.md; not tested here (no Kubernetes on this machine)
+        try:
+            from dagster_k8s import k8s_job_executor  # type: ignore[import-not-found]
+        except ImportError:
+            raise ConfigError(["DUALBUS_EXECUTOR: k8s needs dagster-k8s "
+                               "(pip install dagster-k8s)"]) from None
+        k8s: ExecutorDefinition = k8s_job_executor
+        return k8s
     try:
         from dagster_celery import celery_executor
     except ImportError:
