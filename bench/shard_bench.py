@@ -15,6 +15,7 @@ which docs/benchmarks.md sizes workers for 10,000 and 100,000 engines in a 60 s 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,14 @@ def _run(config: Path, warehouse: Path, shards: int) -> ChildRun:
         raise RuntimeError(f"dualbus run failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     res.steps, probing = parse_steps(res.stdout)
     res.steps["probing"] = probing
+    for line in res.stdout.splitlines():  # per phase (1 shard) or per shard: [probed X s]
+        m = _PROBED_LINE.search(line)
+        if m:
+            res.steps[f"probed {m.group(1)}"] = float(m.group(2))
     return res
+
+
+_PROBED_LINE = re.compile(r"✓ ([\w.]+)\s.*\[probed ([\d.]+)s\]")
 
 
 def _with_shards(path: Path, shards: int) -> Path:
@@ -85,9 +93,11 @@ def bench_shards(sizes: list[int]) -> list[dict[str, Any]]:
                     note="in-process executor" if k <= 1 else "multiprocess executor",
                     raw={"steps": res.steps, "cpu_s": round(res.cpu_s, 2),
                          "load": [res.load_before, res.load_after]}),
-                row("shards", f"{tag}: probing, buses + engines + pairs",
-                    res.steps.get("probing") if k <= 1 else None, "s",
-                    note="printed by the in-process run only"),
+                row("shards", f"{tag}: probing (1 shard: buses + engines + pairs; "
+                    "else the slowest shard)", _probing(res, k), "s",
+                    note=", ".join(f"{key.removeprefix('probed ')} {v:.1f}"
+                                   for key, v in res.steps.items()
+                                   if key.startswith("probed "))),
                 row("shards", f"{tag}: e0000 (1 ms delay) p50", fig["e0000_p50"], "ms"),
                 row("shards", f"{tag}: engine summaries invalid or inconclusive",
                     None if share is None else round(100 * share, 1), "%",
@@ -104,3 +114,10 @@ def bench_shards(sizes: list[int]) -> list[dict[str, Any]]:
                     f"({', '.join(f'{b:.3f}' for b in base13)} ms)")
                 for (n, k), v in p50s.items() if v and k >= 1 and (n, k) != (sizes[0], 1)]
     return out
+
+
+def _probing(res: ChildRun, k: int) -> float | None:
+    if k <= 1:
+        return res.steps.get("probing")
+    shards = [v for key, v in res.steps.items() if key.startswith("probed probe_shards.")]
+    return max(shards) if shards else None

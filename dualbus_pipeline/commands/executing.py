@@ -50,8 +50,10 @@ def dagster_instance(executor: str) -> Iterator[Any]:
             raise ConfigError(["--executor celery: DAGSTER_HOME is not set; Celery workers "
                                "must share the Dagster instance (see docs/deploy.md)"])
         with tempfile.TemporaryDirectory(prefix="dualbus-dagster-") as tmp:
-            instance = DagsterInstance.local_temp(
-                tmp, overrides={"telemetry": {"enabled": False}})
+            # quiet like the in-process run: steps' start-up events otherwise go to stderr
+            instance = DagsterInstance.local_temp(tmp, overrides={
+                "telemetry": {"enabled": False},
+                "python_logs": {"python_log_level": "CRITICAL"}})
             try:
                 yield instance
             finally:
@@ -132,13 +134,32 @@ def execute_out_of_process(instance: Any, run_id: str, executor: str,
         job_def=job_def, run_id=run_id, run_config=RUN_CONFIG,
         job_code_origin=recon.get_python_origin(), tags={"dualbus/executor": executor})
     events = []
+    said: dict[str, str] = {}
     for event in execute_run_iterator(recon, dagster_run, instance):
         events.append(event)
-        if event.event_type == DagsterEventType.STEP_SUCCESS:
-            show(str(event.step_key), "done")
+        step = str(event.step_key)
+        if event.event_type == DagsterEventType.STEP_OUTPUT:
+            said.setdefault(step, _output_line(event))
+        elif event.event_type == DagsterEventType.STEP_SUCCESS:
+            took = getattr(event.event_specific_data, "duration_ms", None)
+            show(step, (f"step {took / 1000:.2f}s" if took is not None else "done")
+                 + (f"; {said[step]}" if said.get(step) else ""))
         elif event.event_type == DagsterEventType.STEP_FAILURE:
-            show(str(event.step_key), "FAILED")
+            show(step, "FAILED")
     final = instance.get_run_by_id(run_id)
     return OutOfProcessResult(run_id=run_id, all_events=events,
                               success=final is not None
                               and final.status == DagsterRunStatus.SUCCESS)
+
+
+def _output_line(event: Any) -> str:
+    """What a step's output metadata says, for its progress line (a shard: where from, how
+    many samples, how long it probed: the `[probed X s]` the in-process lines show too)."""
+    data = getattr(event, "event_specific_data", None)
+    meta = {k: getattr(v, "value", v) for k, v in (getattr(data, "metadata", None) or {}).items()}
+    if "probe_seconds" not in meta:
+        return ""
+    if meta.get("failed") not in (None, "no"):
+        return f"FAILED ({meta['failed']}): its {meta.get('targets')} targets read no data"
+    return (f"{meta.get('targets')} targets from {meta.get('vantage')}, {meta.get('samples')} "
+            f"samples [probed {float(meta['probe_seconds']):.2f}s]")

@@ -224,6 +224,10 @@ def test_a_shard_killed_mid_run_reads_no_data_and_the_run_completes(
     lost = {*shard.engines, *shard.buses, *(f"{a}->{b}" for a, b in
                                             (k.split("->") for k in shard.pairs))}
     assert_no_data(got, lost, "shard failed (probe process killed by signal 9)")
+    [mine] = got["vantages"]  # one host: one vantage, with the failed shard's targets
+    assert mine["no_data"] == len(lost) and mine["engines"] == len(ENGINES)
+    report = (run_folder.parent / "report.md").read_text()
+    assert "### By vantage" in report and f"| {mine['vantage']} |" in report
     kept = [e for e in got["engines"] if e["name"] not in lost]
     assert kept and all(e["requests"] == PROBE["engine_requests"] for e in kept)
     assert {e["name"] for e in got["engines"]} == set(ENGINES)  # nobody silently missing

@@ -176,3 +176,22 @@ def test_the_parquet_handoff_round_trips_into_the_warehouse(tmp_path: Path,
         assert not fs.exists(run_folder(root, "r1"))
     else:
         assert not list((tmp_path / "handoff").rglob("*.parquet"))
+
+
+def test_results_split_by_vantage_count_targets_and_shard_failures() -> None:
+    from dualbus_pipeline.report.results import by_vantage
+
+    engines = [{"vantage": "ldn", "status": "operational", "status_reason": "ok"},
+               {"vantage": "ldn", "status": "degraded", "status_reason": "slow"},
+               {"vantage": "nyc", "status": "unreachable",
+                "status_reason": "shard failed (timed out after 300 s)"}]
+    buses = [{"vantage": "nyc", "status": "unreachable",
+              "status_reason": "shard failed (timed out after 300 s)"}]
+    pairs = [{"vantage": None, "status": "operational", "status_reason": ""}]
+    assert by_vantage(engines, buses, pairs) == [
+        {"vantage": "ldn", "engines": 2, "engines_operational": 1, "buses": 0, "pairs": 0,
+         "no_data": 0, "availability": 0.5},
+        {"vantage": "nyc", "engines": 1, "engines_operational": 0, "buses": 1, "pairs": 0,
+         "no_data": 2, "availability": 0.0},
+        {"vantage": "unknown", "engines": 0, "engines_operational": 0, "buses": 0,
+         "pairs": 1, "no_data": 0, "availability": None}]
