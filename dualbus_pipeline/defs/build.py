@@ -50,7 +50,7 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
 
     job = define_asset_job(JOB_NAME, selection=AssetSelection.all(),
                            description="One dualbus run: probes → SLOs → trends → report → "
-                           "alerts.", executor_def=executor_def(executor),
+                           "alerts.", executor_def=executor_def(executor, shard_steps(cfg.topology)),
                            # deploy/dagster.yaml's run queue limits this tag to one run
                            tags={"dualbus/pipeline": JOB_NAME})
     return Definitions(
@@ -81,3 +81,10 @@ def graph_assets(topology: Topology) -> list[AssetsDefinition]:
 
     rest = [a for a in ALL_ASSETS if a not in PROBE_ASSETS]
     return [make_probe_shards(plan_shards(topology)), *rest]
+
+
+def shard_steps(topology: Topology) -> int:
+    """How many shard steps a run has (0 unsharded): they may all run at once."""
+    from dualbus_pipeline.sharding import is_sharded, plan_shards
+
+    return len(plan_shards(topology)) if is_sharded(topology) else 0

@@ -41,12 +41,18 @@ def celery_backend() -> str:
     return os.environ.get("DUALBUS_CELERY_BACKEND") or DEFAULT_BACKEND
 
 
-def executor_def(name: str | None = None) -> ExecutorDefinition:
+def executor_def(name: str | None = None, steps_at_once: int = 0) -> ExecutorDefinition:
+    """``steps_at_once``: the multiprocess executor's process limit, at least the CPU count
+    (its default): shards mostly wait on the network, and a limit of 2 on a 2-core host ran
+    4 shards in two waves (docs/benchmarks.md, "Sizing")."""
     chosen = executor_name(name)
     if chosen == "in_process":
         return in_process_executor
     if chosen == "multiprocess":
-        return multiprocess_executor
+        limit = max(steps_at_once, os.cpu_count() or 1)
+        configured_mp: ExecutorDefinition = multiprocess_executor.configured(
+            {"max_concurrent": limit})
+        return configured_mp
     if chosen == "k8s":  # docs/deploy.md; not tested here (no Kubernetes on this machine)
         try:
             from dagster_k8s import k8s_job_executor  # type: ignore[import-not-found]
