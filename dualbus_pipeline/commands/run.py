@@ -143,7 +143,8 @@ def _execute_steps(cfg: LoadedConfig, slo_dir: Path, warehouse: str | None, exec
     def show(step: str, message: str) -> None:
         now = time.perf_counter()
         if not quiet:
-            print(f"  ✓ {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
+            mark = "✗" if message == "FAILED" else "✓"
+            print(f"  {mark} {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
         last[0] = now
 
     with _paths_in_environment(cfg, slo_dir, wh), (

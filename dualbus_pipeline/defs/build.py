@@ -50,7 +50,8 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
 
     job = define_asset_job(JOB_NAME, selection=AssetSelection.all(),
                            description="One dualbus run: probes → SLOs → trends → report → "
-                           "alerts.", executor_def=executor_def(executor, shard_steps(cfg.topology)),
+                           "alerts.",
+                           executor_def=executor_def(executor, shard_steps(cfg.topology)),
                            # deploy/dagster.yaml's run queue limits this tag to one run
                            tags={"dualbus/pipeline": JOB_NAME})
     return Definitions(

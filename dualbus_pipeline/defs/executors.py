@@ -2,9 +2,10 @@
 
 `dualbus run --executor NAME` and, for `dagster dev`, the daemon and Celery workers, the
 environment variable DUALBUS_EXECUTOR choose it (which also accepts ``k8s``: dagster-k8s's
-``k8s_job_executor``, documented in docs/deploy.md and not tested here). Celery settings come from the environment
-only (a broker URL may hold a password): DUALBUS_CELERY_BROKER (default: the local RabbitMQ,
-``amqp://guest:guest@127.0.0.1:5672//``) and DUALBUS_CELERY_BACKEND (default ``rpc://``).
+``k8s_job_executor``, documented in docs/deploy.md and not tested here). Celery settings
+come from the environment only (a broker URL may hold a password): DUALBUS_CELERY_BROKER
+(default: the local RabbitMQ, ``amqp://guest:guest@127.0.0.1:5672//``) and
+DUALBUS_CELERY_BACKEND (default ``rpc://``).
 Both are handed to Dagster as ``{"env": ...}`` so the URL never lands in run storage.
 """
 

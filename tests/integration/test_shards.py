@@ -236,6 +236,32 @@ def test_a_shard_killed_mid_run_reads_no_data_and_the_run_completes(
                      "AND status = 'completed'") == 1
 
 
+def test_a_dead_step_process_fails_the_run_in_one_line(base: tuple[Path, StackManager],
+                                                       tmp_path: Path) -> None:
+    """The limit docs/deploy.md states: the process running a shard's step (not its probe
+    process) killed fails that step, Dagster skips what follows, and the run is recorded
+    failed with one line naming the step; nothing of it is loaded."""
+    root, _ = base
+    wh = tmp_path / "w.duckdb"
+    proc = run_cli(sharded(root, "dead"), wh, "--executor", "multiprocess", env=NO_SERVICE,
+                   wait=False)
+    marker = None
+    deadline = time.monotonic() + 120
+    while marker is None and time.monotonic() < deadline and proc.poll() is None:
+        found = list(tmp_path.glob("reports/*/shards/shard_2/running.json"))
+        marker = found[0] if found else None
+        time.sleep(0.05)
+    assert marker is not None, proc.communicate()
+    os.kill(json.loads(marker.read_text())["step_pid"], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [
+        "dualbus: pipeline failed at probe_shards.probe_shard_2: "
+        "dagster._core.executor.child_process_executor.ChildProcessCrashException"]
+    assert count(wh, "SELECT count(*) FROM runs WHERE status = 'failed'") == 1
+    assert count(wh, "SELECT count(*) FROM engine_samples") == 0
+
+
 def test_a_shard_over_its_time_reads_no_data_timed_out(base: tuple[Path, StackManager],
                                                        tmp_path: Path) -> None:
     root, _ = base
