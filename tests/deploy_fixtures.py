@@ -30,6 +30,17 @@ def _admin(sql: str) -> None:
 
 
 @contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database (its name), dropped at exit."""
+    db = f"dualbus_test_{uuid.uuid4().hex[:10]}"
+    _admin(f"CREATE DATABASE {db}")
+    try:
+        yield db
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@contextmanager
 def postgres_dagster_home(base: Path) -> Iterator[Path]:
     """DAGSTER_HOME whose dagster.yaml keeps run, event-log and schedule storage in a new
     PostgreSQL database (dropped at exit)."""
