@@ -195,3 +195,18 @@ def test_results_split_by_vantage_count_targets_and_shard_failures() -> None:
          "no_data": 2, "availability": 0.0},
         {"vantage": "unknown", "engines": 0, "engines_operational": 0, "buses": 0,
          "pairs": 1, "no_data": 0, "availability": None}]
+
+
+def test_validate_prints_each_shard_and_its_engine_phase(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = copy.deepcopy(GOOD)
+    data["vantages"] = [{"name": "ldn"}, {"name": "nyc", "queue": "dualbus-nyc"}]
+    data["engines"][2]["vantage"] = "nyc"
+    p = tmp_path / "dualbus.yaml"
+    p.write_text(yaml.safe_dump(data))
+    assert main(["validate", "--config", str(p)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-3:] == [
+        "shards: 2 (one per vantage), each its own step and probe process",
+        "  ldn: engines 6, buses 2, pairs 2; engine phase ≈ 6.1 s",
+        "  nyc: engines 1, buses 0, pairs 1; engine phase ≈ 1.0 s; Celery queue dualbus-nyc"]
