@@ -70,23 +70,25 @@ def redis_broker(base: Path) -> Iterator[RedisProcess]:
 
 
 @contextmanager
-def celery_workers(base: Path, broker: str, env: Mapping[str, str],
-                   concurrency: int = 2) -> Iterator[subprocess.Popen[bytes]]:
+def celery_workers(base: Path, broker: str, env: Mapping[str, str], concurrency: int = 2,
+                   queue: str = "dagster", name: str = "main"
+                   ) -> Iterator[subprocess.Popen[bytes]]:
     """One Celery worker (``concurrency`` pool processes) of dagster-celery's app on
-    ``broker``, configured the way `dagster-celery worker start` does it (a
-    dagster_celery_config module on PYTHONPATH); returns once it is ready."""
+    ``broker``, listening on ``queue``, named ``dualbus-test-<name>@<host>``, configured the
+    way `dagster-celery worker start` does it (a dagster_celery_config module on
+    PYTHONPATH); returns once it is ready."""
     conf = base / "celery_conf"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "dagster_celery_config.py").write_text(
         f"broker_url = {broker!r}\nresult_backend = {broker!r}\n")
-    log = base / "celery.log"
+    log = base / f"celery-{name}.log"
     full = {**os.environ, **env,
             "PYTHONPATH": os.pathsep.join([str(conf), os.environ.get("PYTHONPATH", "")])}
     celery = Path(sys.executable).with_name("celery")
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(celery), "-A", "dagster_celery.app", "worker", "--loglevel", "INFO",
-             "--concurrency", str(concurrency), "-n", f"dualbus-test-{uuid.uuid4().hex[:6]}@%h",
+             "--concurrency", str(concurrency), "-Q", queue, "-n", f"dualbus-test-{name}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             env=full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -1,5 +1,6 @@
-"""Sharded runs for real (issue 22): 4 shards on Dagster's multiprocess executor and on real
-Celery workers with the Dagster instance on PostgreSQL, against a real reference stack.
+"""Sharded runs for real (issue 22): 4 shards on Dagster's multiprocess executor, and 4
+vantage shards on real Celery workers (one vantage routed to a worker of its own queue) with
+the Dagster instance on PostgreSQL, against a real reference stack.
 
 What must hold whatever the executor: the results have the shape of the unsharded
 in-process run (same SLOs, targets and keys), every sample is stored exactly once, a shard
@@ -56,6 +57,25 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Stack
 def sharded(root: Path, name: str, **probe: Any) -> Path:
     doc = yaml.safe_load((root / "dualbus.yaml").read_text())
     doc["probe"] = {**doc["probe"], "shards": 4, **probe}
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+# Four shards by vantage, east's routed to the Celery workers of its own queue (one worker
+# per data centre); engines two per vantage, buses md (west) and el (east), pairs with their
+# from engine.
+VANTAGES = ["west", "north", "south", "east"]
+EAST_QUEUE = "dualbus-east"
+
+
+def by_vantage(root: Path, name: str) -> Path:
+    doc = yaml.safe_load((root / "dualbus.yaml").read_text())
+    doc["vantages"] = [{"name": v} for v in VANTAGES[:3]] + [
+        {"name": "east", "queue": EAST_QUEUE}]
+    for i, engine in enumerate(doc["engines"]):
+        engine["vantage"] = VANTAGES[i // 2]
+    doc["buses"][1]["vantage"] = "east"
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -165,18 +185,42 @@ def celery(base: tuple[Path, StackManager],
     environment a run and the worker share (the code location's, in a deployment)."""
     root, _ = base
     tmp = tmp_path_factory.mktemp("celery")
-    config = sharded(root, "celery")
+    config = by_vantage(root, "celery")
     with postgres_dagster_home(tmp) as home, redis_broker(tmp) as broker:
         url = f"redis://127.0.0.1:{broker.port}/0"
         env = {"DAGSTER_HOME": str(home), "DUALBUS_CELERY_BROKER": url,
                "DUALBUS_CELERY_BACKEND": url, "DUALBUS_CONFIG": str(config),
                "DUALBUS_SLO_DIR": str(REPO / "slo"),
                "DUALBUS_WAREHOUSE": str(tmp / "w.duckdb"), "DUALBUS_EXECUTOR": "celery"}
-        with celery_workers(tmp, url, env):
+        with celery_workers(tmp, url, env), \
+                celery_workers(tmp, url, env, concurrency=1, queue=EAST_QUEUE, name="east"):
             yield env
 
 
-def test_four_shards_on_celery_workers_with_postgres(celery: dict[str, str],
+def workers_by_step(home: Path, run_id: str) -> dict[str, str]:
+    """Which Celery worker ran each step, from the run's event log in PostgreSQL."""
+    from dagster import DagsterInstance
+
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with DagsterInstance.get() as instance:
+            out = {}
+            for record in instance.all_logs(run_id):
+                event = record.dagster_event
+                data = getattr(event, "event_specific_data", None)
+                meta = getattr(data, "metadata", None) or {}
+                if event is not None and "Celery worker" in meta:
+                    out[str(event.step_key)] = str(meta["Celery worker"].value)
+            return out
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+
+
+def test_four_vantage_shards_on_celery_workers_with_postgres(celery: dict[str, str],
                                                      unsharded: dict[str, Any]) -> None:
     wh = Path(celery["DUALBUS_WAREHOUSE"])
     done = run_cli(Path(celery["DUALBUS_CONFIG"]), wh, "--executor", "celery", env=celery)
@@ -185,6 +229,17 @@ def test_four_shards_on_celery_workers_with_postgres(celery: dict[str, str],
     assert shape(got) == shape(unsharded)
     assert_every_sample_once(wh)
     assert not list(wh.parent.rglob("*.parquet"))
+    # every vantage its shard, its targets, its name on them
+    assert {v["vantage"]: (v["engines"], v["buses"], v["pairs"]) for v in got["vantages"]} == {
+        "west": (2, 1, 1), "north": (2, 0, 1), "south": (2, 0, 0), "east": (2, 1, 0)}
+    assert {e["name"]: e["vantage"] for e in got["engines"]} == {
+        n: VANTAGES[i // 2] for i, n in enumerate(ENGINES)}
+    # east's shard ran on the worker of its queue, the others on the default queue's
+    ran = workers_by_step(Path(celery["DAGSTER_HOME"]), got["run_id"])
+    assert ran["probe_shards.probe_east"].startswith("dualbus-test-east@")
+    assert {w.split("@")[0] for s, w in ran.items() if s != "probe_shards.probe_east"} == {
+        "dualbus-test-main"}
+    assert len(ran) >= 5  # four shards and the hand-off at least
     import psycopg2  # the run is in the instance's PostgreSQL storage
 
     home = Path(celery["DAGSTER_HOME"])
@@ -224,10 +279,11 @@ def test_a_shard_killed_mid_run_reads_no_data_and_the_run_completes(
     lost = {*shard.engines, *shard.buses, *(f"{a}->{b}" for a, b in
                                             (k.split("->") for k in shard.pairs))}
     assert_no_data(got, lost, "shard failed (probe process killed by signal 9)")
-    [mine] = got["vantages"]  # one host: one vantage, with the failed shard's targets
-    assert mine["no_data"] == len(lost) and mine["engines"] == len(ENGINES)
+    # the killed shard is one vantage's: its targets are that vantage's no-data count
+    assert {v["vantage"]: v["no_data"] for v in got["vantages"]} == {
+        v: (len(lost) if v == shard.vantage else 0) for v in VANTAGES}
     report = (run_folder.parent / "report.md").read_text()
-    assert "### By vantage" in report and f"| {mine['vantage']} |" in report
+    assert "### By vantage" in report and f"| {shard.vantage} | 0/2 |" in report
     kept = [e for e in got["engines"] if e["name"] not in lost]
     assert kept and all(e["requests"] == PROBE["engine_requests"] for e in kept)
     assert {e["name"] for e in got["engines"]} == set(ENGINES)  # nobody silently missing
