@@ -44,20 +44,15 @@ def postgres_database() -> Iterator[str]:
 def postgres_dagster_home(base: Path) -> Iterator[Path]:
     """DAGSTER_HOME whose dagster.yaml keeps run, event-log and schedule storage in a new
     PostgreSQL database (dropped at exit)."""
-    db = f"dualbus_test_{uuid.uuid4().hex[:10]}"
-    _admin(f"CREATE DATABASE {db}")
     home = base / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    # psycopg2, dagster-postgres' driver (SQLAlchemy 2.1 would pick psycopg 3 otherwise)
-    url = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
-    url += f"/{db}"
-    (home / "dagster.yaml").write_text(
-        f"storage:\n  postgres:\n    postgres_url: {url}\n"
-        "telemetry:\n  enabled: false\n")
-    try:
+    with postgres_database() as db:
+        # psycopg2, dagster-postgres' driver (SQLAlchemy 2.1 would pick psycopg 3 otherwise)
+        url = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
+        (home / "dagster.yaml").write_text(
+            f"storage:\n  postgres:\n    postgres_url: {url}/{db}\n"
+            "telemetry:\n  enabled: false\n")
         yield home
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 @contextmanager
