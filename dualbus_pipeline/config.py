@@ -41,7 +41,7 @@ from dualbus_pipeline.settings import (
     parse_duration_s,
 )
 from dualbus_pipeline.sharding import Vantage, vantage_problems
-from dualbus_pipeline.yamlsrc import load_yaml, mask_secrets, validation_problems
+from dualbus_pipeline.yamlsrc import dotted, load_yaml, mask_secrets, validation_problems
 
 __all__ = [
     "NAME_RE", "AlertSink", "Alerting", "Baseline", "Bus", "Engine", "EngineCapacity", "Fault",
@@ -387,7 +387,11 @@ def _config_problems(exc: ValidationError, doc: object, shown: str) -> list[str]
 
     assert isinstance(doc, YamlDoc)
     out: list[str] = []
+    # A value whose variable is unset was already named; its validation error says no more.
+    said = tuple(f"{shown}: {dotted(loc)}: " for loc in doc.unset)
     for line in validation_problems(exc, doc, Topology, shown_as=shown, with_line=False):
+        if said and line.startswith(said):
+            continue
         # Cross-checks raise one ValueError holding several "path: message" lines.
         head, _, rest = line.partition(": (top level): ")
         if rest:

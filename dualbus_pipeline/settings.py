@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dualbus_pipeline.health_conditions import parse_condition
+
 NAME_RE = r"^[a-z0-9_]+$"
 Name = Annotated[str, Field(pattern=NAME_RE, min_length=1, max_length=64)]
 Severity = Literal["warning", "error"]
@@ -138,8 +140,6 @@ class HealthCheck(_Model):
     @field_validator("conditions")
     @classmethod
     def _conditions(cls, v: list[str]) -> list[str]:
-        from dualbus_pipeline.probes.health import parse_condition
-
         for c in v:
             try:
                 parse_condition(c)

@@ -32,6 +32,7 @@ class YamlDoc:
     lines: dict[Loc, int] = field(default_factory=dict)
     raw: dict[Loc, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    unset: set[Loc] = field(default_factory=set)  # values naming an unset variable
 
     def line_of(self, loc: Loc) -> int | None:
         while loc:
@@ -98,6 +99,7 @@ def _expand(value: Any, loc: Loc, doc: YamlDoc, env: Mapping[str, str], shown_as
         if default is not None:
             return default
         line = doc.line_of(loc)
+        doc.unset.add(loc)
         doc.problems.append(
             f"{shown_as}:{line}: {dotted(loc)}: environment variable {name!r} is not set "
             f"(set it, or write ${{{name}:-default}}) (got {value!r})"

@@ -267,3 +267,16 @@ def test_run_banner_notes_a_long_engine_phase_only(tmp_path: Path) -> None:
     assert len(lines) == 2 and "700 engines" in lines[0]
     assert lines[1].startswith("  note: engine phase ≈ 707.0 s") and \
         "higher send budget" in lines[1]
+
+
+def test_unset_variable_is_the_one_line_for_its_field(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine URL that is only an unset variable expands to '' and fails the URL check
+    too; the user is told once, about the variable, and other fields still get their line."""
+    monkeypatch.delenv("ORB_ENGINE_URL", raising=False)
+    data = mutate("engines.0.url", "${ORB_ENGINE_URL}")
+    data["engines"][1]["url"] = "ftp://nowhere"
+    got = problems_for(tmp_path, data)
+    assert len(got) == 2, got
+    assert "engines[0].url: environment variable 'ORB_ENGINE_URL' is not set" in got[0]
+    assert "engines[1].url: must be a http:// or https:// URL" in got[1]
