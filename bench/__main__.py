@@ -6,7 +6,8 @@ healthy stack, idle and with a busy core, and the seed scenario), fidelity (the 
 redis-benchmark / wrk), run (one `dualbus run` on the reference stack), scale (13 and 100
 synthetic engines, and 100 at a raised budget), warehouse (1M-sample ingest; evaluation +
 trends + report over 10 / 1,000 / 10,000 stored runs), growth (the scale and warehouse figures
-as one table).
+as one table), shards (wall time vs engines for 1, 2 and 4 shards, the multiprocess executor
+for 2 and 4, and the drift of a fixed-delay engine's p50: the sizing figures).
 No group = all. `--quick` is a smoke run with tiny sizes. Prints a table of
 figures and ratios and writes CSV + JSON to bench/results/. Benchmarks, not tests: nothing here
 fails on a missed target (exit 0 unless a benchmark could not run).
@@ -20,7 +21,7 @@ from typing import Any
 
 from bench.common import loadavg, table, write_results
 
-GROUPS = ("inrun", "verdicts", "fidelity", "run", "scale", "warehouse", "growth")
+GROUPS = ("inrun", "verdicts", "fidelity", "run", "scale", "warehouse", "growth", "shards")
 
 
 def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,6 +82,10 @@ def main(argv: list[str]) -> int:
         rows += bench_warehouse(args.quick, rounds=args.rounds)
     if "growth" in groups:
         rows += growth_rows(rows)
+    if "shards" in groups:
+        from bench.shard_bench import bench_shards
+
+        rows += bench_shards([13, 26] if args.quick else [13, 50])
     print(table(rows))
     paths = write_results("bench", rows, {"groups": groups, "quick": args.quick,
                                           "rounds": args.rounds,

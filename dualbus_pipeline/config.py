@@ -40,6 +40,7 @@ from dualbus_pipeline.settings import (
     _Model,
     parse_duration_s,
 )
+from dualbus_pipeline.sharding import Vantage, vantage_problems
 from dualbus_pipeline.yamlsrc import dotted, load_yaml, mask_secrets, validation_problems
 
 __all__ = [
@@ -74,6 +75,7 @@ class Bus(_Model):
     name: Name
     title: str = ""
     url: str
+    vantage: Name | None = None  # the vantage whose shard probes it (sharding.py)
 
     @field_validator("url")
     @classmethod
@@ -145,6 +147,7 @@ class Engine(_Model):
     streams: list[StreamRef] | None = Field(None, min_length=1)
     # what its health response means (the top-level `health:` merged under the engine's own)
     health: HealthCheck = HealthCheck()
+    vantage: Name | None = None  # the vantage whose shard probes it (sharding.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +206,7 @@ class Engine(_Model):
 class Pair(_Model):
     from_: Name = Field(alias="from")
     to: Name
+    vantage: Name | None = None  # default: its `from` engine's (sharding.py)
 
     @property
     def key(self) -> str:
@@ -224,6 +228,7 @@ class Topology(_Model):
     scoring: Scoring = Scoring()
     warehouse: str = "warehouse/dualbus.duckdb"
     stack: StackSettings = StackSettings()
+    vantages: list[Vantage] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -291,6 +296,7 @@ class Topology(_Model):
         for name in self.stack.faults:
             if name not in engine_names:
                 problems.append(f"stack.faults.{name}: unknown engine {name!r}")
+        problems += vantage_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -89,6 +89,15 @@ class ProbeSettings(_Model):
     min_samples: int = Field(20, ge=1, le=100_000)
     # at most this many connections per engine while requests are in flight (open loop)
     engine_max_connections: int = Field(32, ge=1, le=1024)
+    # sharded probing (docs/deploy.md): the targets split into this many shards, each its
+    # own Dagster step (1: one probe step per phase, as ever); a shard not done within
+    # shard_timeout_s is stopped and its targets read "no data: shard failed (timed out)"
+    shards: int = Field(1, ge=1, le=256)
+    shard_timeout_s: float = Field(900.0, gt=0, le=86_400)
+    # where shards leave their Parquet files for the loading step: a local folder (default
+    # <warehouse folder>/handoff) or an fsspec URL such as s3://bucket/dualbus (credentials
+    # from the environment only)
+    handoff: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _caps(self) -> ProbeSettings:

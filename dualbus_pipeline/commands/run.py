@@ -8,6 +8,7 @@ asset. `check` is `run` plus a gate: exit 1 when an error-severity SLO is breach
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dualbus_pipeline import progress
-from dualbus_pipeline.errors import PipelineError
+from dualbus_pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from dualbus_pipeline.config import LoadedConfig, Topology
     from dualbus_pipeline.probes.session import ProbeSession
     from dualbus_pipeline.store import Warehouse
@@ -33,6 +36,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--slo", metavar="DIR", default=None,
                        help="SLO directory (default: slo/ next to the config, else shipped)")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
+        p.add_argument("--executor", choices=("in_process", "multiprocess", "celery"),
+                       default=None,
+                       help="Dagster executor (default in_process, or DUALBUS_EXECUTOR): "
+                       "multiprocess runs each step in its own process, celery on Celery "
+                       "workers (docs/deploy.md)")
         if name == "check":
             p.add_argument(
                 "--fail-on", choices=("error", "warning", "result"), default="error",
@@ -52,7 +60,7 @@ class RunOutcome:
 
 
 def execute(config: str | None, slo: str | None, warehouse: str | None, *,
-            quiet: bool = False) -> RunOutcome:
+            quiet: bool = False, executor: str | None = None) -> RunOutcome:
     """Validate inputs, check the warehouse is usable, probe, then materialize the graph.
 
     One path, in this order: the probe process (probes/session.py) is spawned first so it
@@ -66,14 +74,24 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     from dualbus_pipeline.probes.session import ProbeSession
 
+    chosen = executor or os.environ.get("DUALBUS_EXECUTOR") or "in_process"
+    if chosen not in ("in_process", "multiprocess", "celery"):
+        raise ConfigError([f"DUALBUS_EXECUTOR: unknown executor {chosen!r} (choose "
+                           "in_process, multiprocess or celery)"])
+
     with ProbeSession() as session:  # first: the probe process imports meanwhile
         from dualbus_pipeline.config import load_config
+        from dualbus_pipeline.sharding import is_sharded
         from dualbus_pipeline.slospec.loader import load_slo_dir, resolve_slo_dir
         from dualbus_pipeline.snapshot import begin_run_record
         from dualbus_pipeline.store import Warehouse
 
         cfg = load_config(config)  # bad input → exit 2 before anything is touched
-        load_slo_dir(resolve_slo_dir(slo or os.environ.get("DUALBUS_SLO_DIR") or None, cfg))
+        slo_dir = resolve_slo_dir(slo or os.environ.get("DUALBUS_SLO_DIR") or None, cfg)
+        load_slo_dir(slo_dir)
+        if chosen != "in_process" or is_sharded(cfg.topology):
+            session.close()  # the steps probe: each shard or probe asset in its own session
+            return _execute_steps(cfg, slo_dir, warehouse, chosen, quiet)
         wh = Warehouse(cfg.warehouse_path(warehouse))
         wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
         run_id = str(uuid.uuid4())
@@ -87,16 +105,102 @@ def execute(config: str | None, slo: str | None, warehouse: str | None, *,
         except Exception as exc:  # the probes or Dagster's start-up broke: alert, then raise
             _record_failure(wh, cfg.topology, run_id, f"{type(exc).__name__}: {exc}")
             raise
+    return _outcome(result, wh, cfg.topology, run_id, started)
+
+
+def _outcome(result: Any, wh: Warehouse, topology: Topology, run_id: str,
+             started: float) -> RunOutcome:
+    """The run's outcome, or the failure recorded and raised (one line)."""
     if not result.success:
         from dualbus_pipeline.defs.failures import record_run_failure, run_failure
 
         failure = run_failure((e for e in result.all_events if e.is_step_failure),
                               "pipeline failed (see the Dagster run log)")
-        record_run_failure(wh, cfg.topology, run_id, failure)
+        record_run_failure(wh, topology, run_id, failure)
         raise PipelineError(failure.line)
     report = wh.reports_dir / result.run_id / "report.html"
     return RunOutcome(run_id=result.run_id, warehouse=wh.path, report_html=report,
                       seconds=time.perf_counter() - started)
+
+
+def _execute_steps(cfg: LoadedConfig, slo_dir: Path, warehouse: str | None, executor: str,
+                   quiet: bool) -> RunOutcome:
+    """A run whose steps probe (sharded, or an out-of-process executor): no measurement
+    first; the instance and broker are checked before the run is recorded."""
+    from dualbus_pipeline.commands.executing import (
+        dagster_instance,
+        execute_out_of_process,
+        preflight,
+    )
+    from dualbus_pipeline.snapshot import begin_run_record
+    from dualbus_pipeline.store import Warehouse
+
+    preflight(executor)
+    wh = Warehouse(cfg.warehouse_path(warehouse))
+    started = time.perf_counter()
+    last = [started]
+
+    def show(step: str, message: str) -> None:
+        now = time.perf_counter()
+        if not quiet:
+            mark = "✗" if message == "FAILED" else "✓"
+            print(f"  {mark} {step:<20} {now - last[0]:6.2f}s  {message}", flush=True)
+        last[0] = now
+
+    with _paths_in_environment(cfg, slo_dir, wh), (
+            dagster_instance(executor) if executor != "in_process"
+            else contextlib.nullcontext()) as instance:
+        wh.migrate()  # a locked, corrupt or unwritable warehouse refuses here, before probing
+        run_id = str(uuid.uuid4())
+        begin_run_record(wh, run_id, cfg, started_at=datetime.now(UTC))
+        if not quiet:
+            print("\n".join(banner(cfg.topology, wh.path)), flush=True)
+        try:
+            if executor == "in_process":
+                result = _materialize_in_process(cfg, str(slo_dir), wh, run_id, show)
+            else:
+                result = execute_out_of_process(instance, run_id, executor, show)
+        except Exception as exc:
+            _record_failure(wh, cfg.topology, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+    return _outcome(result, wh, cfg.topology, run_id, started)
+
+
+@contextlib.contextmanager
+def _paths_in_environment(cfg: LoadedConfig, slo_dir: Path,
+                          wh: Warehouse) -> Iterator[None]:
+    """What steps in other processes rebuild the definitions from (commands/executing.py);
+    restored afterwards."""
+    keys = ("DUALBUS_CONFIG", "DUALBUS_SLO_DIR", "DUALBUS_WAREHOUSE", "DUALBUS_EXECUTOR")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({"DUALBUS_CONFIG": str(cfg.path),
+                       "DUALBUS_SLO_DIR": str(slo_dir.resolve()),
+                       "DUALBUS_WAREHOUSE": str(wh.path.resolve())})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _materialize_in_process(cfg: LoadedConfig, slo: str, wh: Warehouse, run_id: str,
+                            show: Callable[[str, str], None]) -> Any:
+    """A sharded run on the in-process executor: the shards one after the other."""
+    from dagster import DagsterInstance
+
+    job, instance, ephemeral = _start_dagster(str(cfg.path), slo, str(wh.path))
+    try:
+        with progress.listening(show), wh.held():
+            return job.execute_in_process(
+                instance=instance, raise_on_error=False, run_id=run_id,
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+    finally:
+        if ephemeral:
+            assert isinstance(instance, DagsterInstance)
+            instance.dispose()
 
 
 def _probe_then_materialize(session: ProbeSession, cfg: LoadedConfig, run_id: str,
@@ -168,7 +272,8 @@ def _start_dagster(config: str, slo: str | None, warehouse: str | None) -> tuple
 
 
 def run_cmd(args: argparse.Namespace) -> int:
-    out = execute(args.config, args.slo, args.warehouse, quiet=args.quiet)
+    out = execute(args.config, args.slo, args.warehouse, quiet=args.quiet,
+                  executor=args.executor)
     print(f"run {out.run_id} completed in {out.seconds:.1f}s")
     print(f"report: {out.report_html}")
     return 0
@@ -179,7 +284,8 @@ def check_cmd(args: argparse.Namespace) -> int:
     from dualbus_pipeline.store import Warehouse
     from dualbus_pipeline.store.queries import run_bundle
 
-    out = execute(args.config, args.slo, args.warehouse, quiet=args.quiet)
+    out = execute(args.config, args.slo, args.warehouse, quiet=args.quiet,
+                  executor=args.executor)
     with Warehouse(out.warehouse).connect() as con:
         bundle = run_bundle(con, out.run_id)
     gate = gate_report(bundle["slo_results"], getattr(args, "fail_on", "error"),

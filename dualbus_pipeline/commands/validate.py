@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dualbus_pipeline.config import load_config
+from dualbus_pipeline.config import Topology, load_config
 from dualbus_pipeline.errors import InputError
 
 
@@ -46,4 +46,26 @@ def run(args: argparse.Namespace) -> int:
     from dualbus_pipeline.probes.engine import engine_phase_line
 
     print(engine_phase_line(t.probe, len(t.engines)))
+    for line in shard_lines(t):
+        print(line)
     return 0
+
+
+def shard_lines(t: Topology) -> list[str]:
+    """A sharded topology: what each shard probes and its engine phase (docs/deploy.md)."""
+    from dualbus_pipeline.probes.engine import engine_phase_s
+    from dualbus_pipeline.sharding import is_sharded, plan_shards
+
+    if not is_sharded(t):
+        return []
+    shards = plan_shards(t)
+    how = "one per vantage" if t.vantages else "probe.shards, round-robin"
+    lines = [f"shards: {len(shards)} ({how}), each its own step and probe process"]
+    for s in shards[:8]:
+        lines.append(f"  {s.name}: engines {len(s.engines)}, buses {len(s.buses)}, "
+                     f"pairs {len(s.pairs)}; engine phase ≈ "
+                     f"{engine_phase_s(t.probe, len(s.engines)):.1f} s"
+                     + (f"; Celery queue {s.queue}" if s.queue else ""))
+    if len(shards) > 8:
+        lines.append(f"  … and {len(shards) - 8} more")
+    return lines

@@ -152,27 +152,39 @@ def pair_measurements(context: AssetExecutionContext, topology: TopologyResource
        description="Loads every sample of the run into DuckDB and evaluates the SLOs, in ONE "
        "transaction: a run is either stored whole with its verdicts or not at all.")
 def slo_results(context: AssetExecutionContext, topology: TopologyResource,
-                warehouse: WarehouseResource, slo: SloResource, buses: PhaseResult,
-                engines: PhaseResult, pairs: PhaseResult) -> MaterializeResult[None]:
+                warehouse: WarehouseResource, slo: SloResource,
+                # PhaseResult each, or one ShardedRun thrice (defs/shards.py): Any, because
+                # Dagster type-checks a dataclass annotation and has no union of the two
+                buses: Any, engines: Any, pairs: Any) -> MaterializeResult[None]:
+    from dualbus_pipeline.defs.shards import ShardedRun
     from dualbus_pipeline.slospec.evaluate import evaluate_run
     from dualbus_pipeline.slospec.loader import load_slo_dir
-    from dualbus_pipeline.store.runs import mark_evaluated, store_measurements
+    from dualbus_pipeline.store.handoff import read_tables, remove_run_folder
+    from dualbus_pipeline.store.runs import mark_evaluated, store_measurements, store_tables
 
     cfg = topology.loaded()
     wh = warehouse.warehouse()
     run_id = context.run.run_id
+    sharded = buses if isinstance(buses, ShardedRun) else None
+    if sharded is not None:  # shards touch no warehouse: the run is recorded here
+        begin_run_record(wh, run_id, cfg)
     with recording_failure(wh, run_id, "slo_results"):
         slos = load_slo_dir(Path(slo.slo_dir))
+        tables = read_tables(sharded.manifests) if sharded is not None else None
+        cpu_s = sharded.cpu_s if sharded is not None else \
+            buses.cpu_s + engines.cpu_s + pairs.cpu_s
         with wh.transaction() as con:
-            n_samples = store_measurements(con, run_id, buses.results, engines.results,
-                                           pairs.results)
+            n_samples = (store_tables(con, run_id, tables) if tables is not None else
+                         store_measurements(con, run_id, buses.results, engines.results,
+                                            pairs.results))
             evaluation = evaluate_run(con, run_id, slos,
                                       baseline_runs=cfg.topology.baseline.runs,
                                       pass_score=cfg.topology.scoring.pass_score,
                                       warning_score=cfg.topology.scoring.warning_score)
             mark_evaluated(con, run_id, settings=cfg.topology.probe.model_dump(mode="json"),
-                         overall=evaluation.overall,
-                         probe_cpu_s=round(buses.cpu_s + engines.cpu_s + pairs.cpu_s, 3))
+                         overall=evaluation.overall, probe_cpu_s=round(cpu_s, 3))
+    if sharded is not None:  # committed: the warehouse is the record now
+        remove_run_folder(sharded.root, run_id)
     overall = evaluation.overall
     grade = overall.get("grade") or "— (no verdict)"
     not_judged = int(overall.get("inconclusive") or 0)
@@ -279,5 +291,6 @@ def alert_dispatch(context: AssetExecutionContext, topology: TopologyResource,
     return MaterializeResult(metadata=meta)
 
 
+PROBE_ASSETS = [bus_measurements, engine_measurements, pair_measurements]
 ALL_ASSETS = [bus_measurements, engine_measurements, pair_measurements, slo_results,
               trend_tables, graded_report, alert_dispatch]

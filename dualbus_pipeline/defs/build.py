@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import AssetsDefinition, AssetSelection, Definitions, define_asset_job
 
-from dualbus_pipeline.config import load_config, shipped_dir
-from dualbus_pipeline.defs.assets import ALL_ASSETS
+from dualbus_pipeline.config import Topology, load_config, shipped_dir
+from dualbus_pipeline.defs.assets import ALL_ASSETS, PROBE_ASSETS
+from dualbus_pipeline.defs.executors import executor_def
 from dualbus_pipeline.defs.resources import (
     BusesResource,
     EnginesResource,
@@ -28,7 +29,10 @@ def resolve_templates_dir(templates_dir: str | Path | None = None) -> Path:
 
 def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path | None = None,
                       warehouse: str | Path | None = None,
-                      templates_dir: str | Path | None = None) -> Definitions:
+                      templates_dir: str | Path | None = None,
+                      executor: str | None = None) -> Definitions:
+    """The definitions `dualbus run` and `dagster dev` share. ``executor``: in_process
+    (default), multiprocess or celery; else DUALBUS_EXECUTOR (defs/executors.py)."""
     from dualbus_pipeline.defs.checks import make_slo_checks
     from dualbus_pipeline.defs.schedules import make_schedule
     from dualbus_pipeline.defs.sensors import make_sensors
@@ -46,9 +50,12 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
 
     job = define_asset_job(JOB_NAME, selection=AssetSelection.all(),
                            description="One dualbus run: probes → SLOs → trends → report → "
-                           "alerts.", executor_def=in_process_executor)
+                           "alerts.",
+                           executor_def=executor_def(executor, shard_steps(cfg.topology)),
+                           # deploy/dagster.yaml's run queue limits this tag to one run
+                           tags={"dualbus/pipeline": JOB_NAME})
     return Definitions(
-        assets=ALL_ASSETS,
+        assets=graph_assets(cfg.topology),
         asset_checks=make_slo_checks(slos),
         jobs=[job],
         schedules=[make_schedule(job, cfg.topology)],
@@ -63,3 +70,22 @@ def build_definitions(config_path: str | Path | None = None, slo_dir: str | Path
         },
     )
 
+
+
+def graph_assets(topology: Topology) -> list[AssetsDefinition]:
+    """Today's graph, or with the three probe assets materialized by shards (defs/shards.py)."""
+    from dualbus_pipeline.sharding import is_sharded, plan_shards
+
+    if not is_sharded(topology):
+        return list(ALL_ASSETS)
+    from dualbus_pipeline.defs.shards import make_probe_shards
+
+    rest = [a for a in ALL_ASSETS if a not in PROBE_ASSETS]
+    return [make_probe_shards(plan_shards(topology)), *rest]
+
+
+def shard_steps(topology: Topology) -> int:
+    """How many shard steps a run has (0 unsharded): they may all run at once."""
+    from dualbus_pipeline.sharding import is_sharded, plan_shards
+
+    return len(plan_shards(topology)) if is_sharded(topology) else 0

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -99,15 +99,18 @@ class ProbeSession:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def start(self, topology: Topology, run_id: str, phases: Sequence[Phase] = PHASES) -> None:
-        """Send the work."""
+    def start(self, topology: Topology | Mapping[str, Topology], run_id: str,
+              phases: Sequence[Phase] = PHASES) -> None:
+        """Send the work: one topology for every phase, or one per phase (a shard probes its
+        own targets on a topology that still knows every engine: sharding.py)."""
         if self._reader is not None:
             raise ProbeError("a probe session runs once")
         self.run_id, self.phases = run_id, tuple(phases)
         stdin = self._proc.stdin
         if stdin is None:
             raise ProbeError("the probe process has no input pipe")
-        body = pickle.dumps((topology, run_id, self.phases))
+        work = dict(topology) if isinstance(topology, Mapping) else topology
+        body = pickle.dumps((work, run_id, self.phases))
         try:
             stdin.write(_HEADER.pack(len(body)) + body)
             stdin.flush()
@@ -139,11 +142,12 @@ class ProbeSession:
         with self._cond:
             return phase in self._done
 
-    def wait(self) -> None:
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until every phase was delivered or the child is gone (errors are raised by
-        ``result()``, for the phase they belong to)."""
+        ``result()``, for the phase they belong to); False if ``timeout`` s passed first."""
         with self._cond:
-            self._cond.wait_for(lambda: self._eof or all(p in self._done for p in self.phases))
+            return self._cond.wait_for(
+                lambda: self._eof or all(p in self._done for p in self.phases), timeout)
 
     def close(self) -> None:
         """Stop the child if it is still running (SIGTERM; probe keys it had no time to delete
@@ -265,7 +269,8 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     for phase in phases:
         t0, cpu0 = time.perf_counter(), cpu_seconds()
         try:
-            results = _run_phase(topology, run_id, phase)
+            topo = topology[phase] if isinstance(topology, dict) else topology
+            results = _run_phase(topo, run_id, phase)
             frame = PhaseResult(phase, results, time.perf_counter() - t0,
                                 cpu_s=cpu_seconds() - cpu0)
         except Exception as exc:  # reported to the parent, which fails the asset

@@ -139,6 +139,9 @@ def build_view(results: dict[str, Any], trends: dict[str, Any] | None = None,
         # "no verdict" is a statement, not a missing grade: nothing this run was judged
         "verdict": "no verdict" if overall.get("result") == "no_verdict" else None,
         "system": results.get("system") or {},
+        # split by vantage only when there is a split to show (sharded runs, docs/deploy.md)
+        "vantages": [v for v in results.get("vantages") or []
+                     if len(results.get("vantages") or []) > 1 or v.get("no_data")],
         "headline": _headline(engines),
         "breaches": findings.breaches(results),
         "not_judged": findings.not_judged(results),

@@ -49,7 +49,7 @@ def _guard(s: Row | None) -> Row:
 def _engine(t: Row, detail: Row, s: Row | None, hot: Row | None) -> Row:
     return {
         "name": t["target"], "title": t["title"], "status": t["status"],
-        "status_reason": t["status_reason"],
+        "status_reason": t["status_reason"], "vantage": t.get("vantage"),
         "requests": s["count"] if s else 0,
         "success_ratio": _round(s["success_ratio"]) if s else None,
         "latency_ms": _latency(s),
@@ -73,7 +73,7 @@ def _bus(t: Row, detail: Row, ping: Row | None, delivery: Row | None, info: Row,
     guard = _guard(delivery)
     return {
         "name": t["target"], "title": t["title"], "status": t["status"],
-        "status_reason": t["status_reason"],
+        "status_reason": t["status_reason"], "vantage": t.get("vantage"),
         "ping_ms": _latency(ping), "delivery_ms": _latency(delivery),
         "throughput_msgs_per_s": _round(t["throughput"], 1),
         "capacity_messages": t["capacity_messages"],
@@ -95,6 +95,7 @@ def _pair(t: Row, detail: Row, s: Row | None, hot: Row | None) -> Row:
     return {
         "from": detail.get("from"), "to": detail.get("to"), "bus": detail.get("bus"),
         "status": t["status"], "status_reason": t["status_reason"],
+        "vantage": t.get("vantage"),
         "roundtrip_ms": _latency(s),
         "hot_roundtrip_ms": _latency(hot if hot and hot["valid"] else None),
         "hot_samples": hot["count"] if hot else 0,
@@ -182,6 +183,25 @@ def consumer_health(rows: list[Row]) -> Row | None:
             "streams": len(judged)}
 
 
+def by_vantage(engines: list[Row], buses: list[Row], pairs: list[Row]) -> list[Row]:
+    """The run's figures split by the vantage they were measured from (sharded probing)."""
+    out: dict[str, Row] = {}
+    for scope, rows in (("engines", engines), ("buses", buses), ("pairs", pairs)):
+        for r in rows:
+            v = out.setdefault(r.get("vantage") or "unknown", {
+                "vantage": r.get("vantage") or "unknown", "engines": 0,
+                "engines_operational": 0, "buses": 0, "pairs": 0, "no_data": 0})
+            v[scope] += 1
+            if scope == "engines" and r["status"] == "operational":
+                v["engines_operational"] += 1
+            if str(r.get("status_reason") or "").startswith("shard failed"):
+                v["no_data"] += 1
+    for v in out.values():
+        v["availability"] = _round(v["engines_operational"] / v["engines"]) \
+            if v["engines"] else None
+    return sorted(out.values(), key=lambda v: str(v["vantage"]))
+
+
 def build_results(bundle: dict[str, Any]) -> dict[str, Any]:
     run = bundle["run"] or {}
     engines, buses, pairs = _targets(bundle)
@@ -207,6 +227,7 @@ def build_results(bundle: dict[str, Any]) -> dict[str, Any]:
             "combined_bus_throughput_msgs_per_s": _round(sum(throughputs), 1)
             if throughputs else None,
         },
+        "vantages": by_vantage(engines, buses, pairs),
         "slos": slos,
         "overall": {
             "grade": run.get("overall_grade"),

@@ -128,6 +128,8 @@ def measure(con: duckdb.DuckDBPyConnection, ind: Indicator, aggregate: str,
 
 # A success ratio stays meaningful when the probe ran late or slow (that skews latency, not
 # whether requests succeeded); only too few samples makes it "no data".
+# A target whose shard failed was not measured (sharding.py): no run of its availability.
+_MEASURED = "NOT starts_with(coalesce(status_reason, ''), 'shard failed')"
 _RATIO_USABLE = "(m.valid OR NOT starts_with(coalesce(m.invalid_reason, ''), 'too few samples'))"
 
 
@@ -151,14 +153,14 @@ def _measure_sql(ind: Indicator, aggregate: str, per_run: bool) -> tuple[str, li
         return sql, [ind.scope, ind.metric, ind.sample_kind]
     if ind.kind in ("status", "availability") and ind.scope == "engine":
         base = ("SELECT run_id, target, CASE WHEN status = 'operational' THEN 1.0 ELSE 0.0 END "
-                "AS v FROM targets WHERE scope = 'engine' AND list_contains(?, run_id) "
-                "AND list_contains(?, target)")
+                f"AS v FROM targets WHERE scope = 'engine' AND {_MEASURED} "
+                "AND list_contains(?, run_id) AND list_contains(?, target)")
         value = _agg(aggregate, "v") if ind.kind == "status" else "sum(v) / count(*)"
         return (f"SELECT target, {run_col}, {value}, sum(v), count(*) FROM ({base}) "
                 f"GROUP BY {group}"), []
     if ind.kind == "availability" and ind.scope == "system":
         base = ("SELECT run_id, ? AS target, count(*) FILTER (WHERE status = 'operational') "
-                "AS good, count(*) AS total FROM targets WHERE scope = 'engine' "
+                f"AS good, count(*) AS total FROM targets WHERE scope = 'engine' AND {_MEASURED} "
                 "AND list_contains(?, run_id) GROUP BY run_id")
         return (f"SELECT target, {run_col}, sum(good)::DOUBLE / nullif(sum(total), 0), "
                 f"sum(good), sum(total) FROM ({base}) WHERE list_contains(?, target) "

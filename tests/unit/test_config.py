@@ -97,7 +97,7 @@ def test_shipped_config_is_the_seed_platform() -> None:
     ("engines.0.health_path", "health", "engines[0].health_path: must start with '/' "
      "(got 'health')"),
     ("engines.0.colour", "blue", "engines[0].colour: unknown key (allowed: bus, group, "
-     "health, health_path, name, stream, streams, title, url) (got 'blue')"),
+     "health, health_path, name, stream, streams, title, url, vantage) (got 'blue')"),
     ("engines.0.stream", _DELETE, "engines[0].stream: required key is missing"),
     ("probe", {"engine_rate_per_s": 9000}, "probe: engine_rate_per_s=9000.0 exceeds the "
      "safety cap max_rate_per_s=5000.0; raise the cap deliberately"),
