@@ -45,11 +45,14 @@ def _one_of(value: Any, allowed: tuple[str, ...]) -> str:
 
 
 class Objective(_Model):
-    """`{op: "<", value: 10}` or `{op: "<=", value: "+10%", relative_to: baseline}`."""
+    """`{op: "<", value: 10}` or `{op: "<=", value: "+10%", relative_to: baseline}`, the
+    latter optionally with `min_delta: 1`: the threshold is never closer to the baseline than
+    that, in the indicator's unit (a sub-millisecond p90 doubles on host noise alone)."""
 
     op: Op
     value: float | str
     relative_to: Literal["baseline"] | None = None
+    min_delta: float | None = Field(default=None, ge=0)
 
     @field_validator("op", mode="before")
     @classmethod
@@ -90,11 +93,18 @@ class Objective(_Model):
         if baseline is None:
             raise ValueError("a relative objective needs a baseline")
         amount, percent = self.offset()
-        return baseline * (1 + amount / 100) if percent else baseline + amount
+        delta = baseline * amount / 100 if percent else amount
+        if self.min_delta is not None and abs(delta) < self.min_delta:
+            up = amount > 0 or (amount == 0 and self.op in ("<", "<="))
+            delta = self.min_delta if up else -self.min_delta
+        return baseline + delta
 
     def text(self) -> str:
         if self.relative:
-            return f"{self.op} {self.value} of baseline"
+            floor = "" if self.min_delta is None else (
+                f" (at least {'-' if str(self.value).strip().startswith('-') else '+'}"
+                f"{_num(self.min_delta)})")
+            return f"{self.op} {self.value} of baseline{floor}"
         return f"{self.op} {_num(float(self.value))}"
 
     def met(self, value: float, threshold: float) -> bool:
@@ -291,6 +301,10 @@ def cross_problems(slo: Slo) -> list[tuple[Loc, str, Any]]:
     elif isinstance(obj.value, str):
         out.append((("objective", "value"), "must be a number (an offset like '+10%' needs "
                     "relative_to: baseline)", obj.value))
+    for part, o in (("objective", obj), ("warning", slo.warning)):
+        if o is not None and o.min_delta is not None and not o.relative:
+            out.append(((part, "min_delta"), "applies to a relative objective only "
+                        "(relative_to: baseline)", o.min_delta))
     if slo.warning is not None:
         out += _warning_problems(slo)
     if slo.kind != "objective" and slo.indicator not in ("engine.latency_ms",

@@ -129,6 +129,8 @@ def _source_spec(s: Slo) -> dict[str, Any]:
     if s.objective.relative:
         out["relative_to"] = "baseline"
         out["offset"] = "percent" if s.objective.offset()[1] else "absolute"
+        if s.objective.min_delta is not None:
+            out["min_delta"] = s.objective.min_delta
     return out
 
 

@@ -351,6 +351,8 @@ class _SloMapper:
             percent = source.get("offset", "percent") == "percent"
             out["value"] = f"{'+' if value >= 0 else '-'}{abs(value):g}{'%' * percent}"
             out["relative_to"] = source["relative_to"]
+            if source.get("min_delta") is not None:
+                out["min_delta"] = source["min_delta"]
         return out
 
     def _name(self, j: int, objective: dict[str, Any], ann: dict[str, str],

@@ -275,6 +275,28 @@ def test_relative_objective_median_of_last_n_good_runs(wh: Warehouse) -> None:
     assert r.passed and r.objective_text == "<= +10% of baseline"
 
 
+def test_min_delta_keeps_a_relative_threshold_away_from_a_small_baseline(
+        wh: Warehouse) -> None:
+    """+100 % of a 0.3 ms baseline is 0.6 ms; with min_delta 1 the line is 1.3 ms, so 1.2 ms
+    passes and 1.4 ms breaches; on a 4 ms baseline the +100 % (8 ms) is the looser and wins."""
+    floor = {"op": "<=", "value": "+100%", "relative_to": "baseline", "min_delta": 1}
+    _p50_runs(wh, [0.3, 0.3, 0.3])
+    ok = add_run(wh, "ok", started_at=NOW, baseline_runs=3,
+                 engines=[engine("risk", [1.2] * 100)],
+                 slos=[slo(aggregate="p50", objective=floor)]).results[0]
+    assert ok.objective == pytest.approx(1.3) and ok.outcome == "pass"
+    assert ok.objective_text == "<= +100% of baseline (at least +1)"
+    bad = add_run(wh, "bad", started_at=NOW + timedelta(minutes=1), baseline_runs=3,
+                  engines=[engine("risk", [1.4] * 100)],
+                  slos=[slo(aggregate="p50", objective=floor)]).results[0]
+    assert bad.objective == pytest.approx(1.3) and bad.outcome == "breach"
+    big = Slo.model_validate({"name": "s", "scope": "engine", "indicator": "engine.latency_ms",
+                              "aggregate": "p50", "objective": floor})
+    assert big.objective.threshold(4.0) == pytest.approx(8.0)
+    down = big.objective.model_copy(update={"op": ">=", "value": "-10%"})
+    assert down.threshold(2.0) == pytest.approx(1.0)  # -10 % is 0.2, the floor 1: 2 - 1
+
+
 def test_relative_objective_excluded_runs_and_pins(wh: Warehouse) -> None:
     _p50_runs(wh, [1.0, 2.0, 3.0, 10.0])
     with wh.transaction() as con:

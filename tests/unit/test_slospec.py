@@ -100,6 +100,11 @@ def test_good_spec_loads(tmp_path: Path) -> None:
     ("slos.2.objective.value", "10%", 32,
      "slos[2].objective.value: must be an offset like '+10%' or '-0.5' when relative_to is "
      "baseline (got '10%')"),
+    ("slos.0.objective.min_delta", 1, 11,
+     "slos[0].objective.min_delta: applies to a relative objective only (relative_to: "
+     "baseline) (got '1')"),
+    ("slos.2.objective.min_delta", -1, 34,
+     "slos[2].objective.min_delta: Input should be greater than or equal to 0 (got '-1')"),
     ("slos.1.objective.value", 90, 18,
      "slos[1].objective.value: ratios are fractions between 0 and 1 (write 0.95 for 95 %) "
      "(got '90')"),
