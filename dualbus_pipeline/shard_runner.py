@@ -4,7 +4,10 @@ tables as Parquet for the loading step (store/handoff.py).
 Never raises for a failed measurement: a probe process that dies, is killed or overruns
 ``probe.shard_timeout_s`` turns the targets it had not delivered into results that read
 "no data: shard failed (<why>)" (probes/failed.py), so the other shards' results stay
-usable and no target goes missing. Touches no warehouse: a shard may run on another host.
+usable and no target goes missing. A shard step that finds an earlier attempt's
+``running.json`` was redelivered after the worker process running it died: it does not
+probe again (the run's time has passed) and its targets read "shard failed (worker lost
+mid-shard …)". Touches no warehouse: a shard may run on another host.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from dualbus_pipeline.errors import ProbeError
 from dualbus_pipeline.probes.failed import failed_results
 from dualbus_pipeline.probes.session import PHASES, Phase, ProbeSession
 from dualbus_pipeline.sharding import Shard, phase_topologies
-from dualbus_pipeline.store.handoff import ShardManifest, mark_started, write_shard
+from dualbus_pipeline.store.handoff import (
+    ShardManifest,
+    mark_started,
+    started_before,
+    write_shard,
+)
 from dualbus_pipeline.store.tables import default_vantage, measurement_tables
 
 
@@ -33,7 +41,11 @@ def run_shard(topology: Topology, run_id: str, shard: Shard, root: str) -> Shard
     results: dict[str, list[object]] = {p: [] for p in PHASES}
     failed: dict[Phase, str] = {}
     cpu = 0.0
-    if phases:
+    lost = started_before(root, run_id, shard.name) if phases else None
+    if lost is not None:
+        failed = dict.fromkeys(phases, "worker lost mid-shard: the step process "
+                               f"{lost.get('step_pid', '?')} on {lost.get('host', '?')} died")
+    elif phases:
         with ProbeSession() as session:
             mark_started(root, run_id, shard.name, {
                 "host": socket.gethostname(), "step_pid": os.getpid(),

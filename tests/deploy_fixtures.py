@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg2
 
+from dualbus_pipeline.defs.executors import CELERY_SETTINGS
 from dualbus_pipeline.stack.redis_server import RedisProcess, free_port, start_redis
 
 PG_DSN = os.environ.get("DUALBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -75,7 +76,8 @@ def celery_workers(base: Path, broker: str, env: Mapping[str, str], concurrency:
     conf = base / "celery_conf"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "dagster_celery_config.py").write_text(
-        f"broker_url = {broker!r}\nresult_backend = {broker!r}\n")
+        f"broker_url = {broker!r}\nresult_backend = {broker!r}\n"
+        + "".join(f"{k} = {v!r}\n" for k, v in CELERY_SETTINGS.items()))
     log = base / f"celery-{name}.log"
     full = {**os.environ, **env,
             "PYTHONPATH": os.pathsep.join([str(conf), os.environ.get("PYTHONPATH", "")])}

@@ -7,6 +7,12 @@ come from the environment only (a broker URL may hold a password): DUALBUS_CELER
 (default: the local RabbitMQ, ``amqp://guest:guest@127.0.0.1:5672//``) and
 DUALBUS_CELERY_BACKEND (default ``rpc://``).
 Both are handed to Dagster as ``{"env": ...}`` so the URL never lands in run storage.
+
+``CELERY_SETTINGS`` must be the workers' settings too (docs/deploy.md, tests/deploy_fixtures.py):
+a task is acknowledged when it ends, not when it starts, and put back on its queue when the
+worker process running it dies, so a killed worker does not leave the run waiting for a
+step that will never report; the redelivered shard step reads "worker lost mid-shard"
+(shard_runner.py) and the run completes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from dualbus_pipeline.errors import ConfigError
 EXECUTORS = ("in_process", "multiprocess", "celery")
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_BACKEND = "rpc://"
+CELERY_SETTINGS = {"task_acks_late": True, "task_reject_on_worker_lost": True,
+                   "worker_prefetch_multiplier": 1}
 
 
 def executor_name(explicit: str | None = None) -> str:
@@ -72,6 +80,7 @@ def executor_def(name: str | None = None, steps_at_once: int = 0) -> ExecutorDef
         else DEFAULT_BROKER,
         "backend": {"env": "DUALBUS_CELERY_BACKEND"}
         if os.environ.get("DUALBUS_CELERY_BACKEND") else DEFAULT_BACKEND,
+        "config_source": dict(CELERY_SETTINGS),
     }
     configured: ExecutorDefinition = celery_executor.configured(config)
     return configured

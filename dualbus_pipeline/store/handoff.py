@@ -82,6 +82,23 @@ def mark_started(root: str, run_id: str, shard: str, info: dict[str, Any]) -> No
     _write_bytes(folder, "running.json", json.dumps(info).encode())
 
 
+def started_before(root: str, run_id: str, shard: str) -> dict[str, Any] | None:
+    """The ``running.json`` an earlier attempt of this shard in this run left, if any: a
+    step that finds one was redelivered after the process running it died (Celery puts a
+    task back on its queue when the worker process executing it is lost)."""
+    folder = shard_folder(root, run_id, shard)
+    try:
+        if _is_url(folder):
+            with _fs(folder).open(f"{folder}/running.json", "rb") as f:
+                data = f.read()
+        else:
+            data = Path(folder, "running.json").read_bytes()
+    except FileNotFoundError:
+        return None
+    info = json.loads(data)
+    return info if isinstance(info, dict) else {}
+
+
 def write_shard(root: str, run_id: str, shard: str, vantage: str,
                 tables: dict[str, pa.Table], *, seconds: float, cpu_s: float = 0.0,
                 error: str | None = None) -> ShardManifest:

@@ -4,9 +4,9 @@ the Dagster instance on PostgreSQL, against a real reference stack.
 
 What must hold whatever the executor: the results have the shape of the unsharded
 in-process run (same SLOs, targets and keys), every sample is stored exactly once, a shard
-whose probe process is killed leaves its targets "no data: shard failed" while the run
-completes, no Parquet file outlives its run or lands outside the run's folder, and the
-default `dualbus run` needs no service at all."""
+whose probe process, or whose Celery worker process, is killed leaves its targets "no data:
+shard failed" while the run completes, no Parquet file outlives its run or lands outside
+the run's folder, and the default `dualbus run` needs no service at all."""
 
 from __future__ import annotations
 
@@ -92,6 +92,17 @@ def run_cli(config: Path, warehouse: Path, *args: str, env: Mapping[str, str] | 
         return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=300)
+
+
+def wait_for_marker(proc: subprocess.Popen[str], where: Path, pattern: str) -> Path:
+    """The ``running.json`` a shard writes once its probe process started."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(where.glob(pattern))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no {pattern} under {where}: {proc.communicate()}")
 
 
 def results(warehouse: Path) -> dict[str, Any]:
@@ -260,13 +271,8 @@ def test_a_shard_killed_mid_run_reads_no_data_and_the_run_completes(
     wh = Path(celery["DUALBUS_WAREHOUSE"])
     shard = plan_shards(load_config(config).topology)[1]
     proc = run_cli(config, wh, "--executor", "celery", env=celery, wait=False)
-    marker = None
-    deadline = time.monotonic() + 120
-    while marker is None and time.monotonic() < deadline and proc.poll() is None:
-        found = list((wh.parent / "reports").glob(f"*/shards/{shard.name}/running.json"))
-        marker = found[0] if found else None
-        time.sleep(0.05)
-    assert marker is not None, proc.communicate()
+    marker = wait_for_marker(proc, wh.parent / "reports",
+                             f"*/shards/{shard.name}/running.json")
     run_folder = marker.parents[1]
     os.kill(json.loads(marker.read_text())["probe_pid"], signal.SIGKILL)
     # while it runs, Parquet appears only in this run's folder
@@ -292,22 +298,47 @@ def test_a_shard_killed_mid_run_reads_no_data_and_the_run_completes(
                      "AND status = 'completed'") == 1
 
 
+def test_a_celery_worker_process_killed_mid_shard_reads_no_data_and_the_run_completes(
+        celery: dict[str, str]) -> None:
+    """SIGKILL to the Celery pool process running a shard's step: Celery puts the task back
+    on its queue (CELERY_SETTINGS), a fresh pool process takes it, finds the first attempt's
+    running.json and hands in "worker lost mid-shard"; the others' results stand."""
+    config = Path(celery["DUALBUS_CONFIG"])
+    wh = Path(celery["DUALBUS_WAREHOUSE"])
+    shard = plan_shards(load_config(config).topology)[2]
+    proc = run_cli(config, wh, "--executor", "celery", env=celery, wait=False)
+    marker = wait_for_marker(proc, wh.parent / "reports",
+                             f"*/shards/{shard.name}/running.json")
+    info = json.loads(marker.read_text())
+    os.kill(info["step_pid"], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    run_folder = marker.parents[1]
+    got = json.loads((run_folder.parent / "results.json").read_text())
+    lost = {*shard.engines, *shard.buses, *shard.pairs}
+    assert lost == set(shard.engines) and lost  # south: two engines, nothing else
+    assert_no_data(got, lost, f"shard failed (worker lost mid-shard: the step process "
+                              f"{info['step_pid']} on {info['host']} died)")
+    assert {v["vantage"]: v["no_data"] for v in got["vantages"]} == {
+        v: (len(lost) if v == shard.vantage else 0) for v in VANTAGES}
+    kept = [e for e in got["engines"] if e["name"] not in lost]
+    assert kept and all(e["requests"] == PROBE["engine_requests"] for e in kept)
+    assert not list(wh.parent.rglob("*.parquet"))
+    assert count(wh, f"SELECT count(*) FROM runs WHERE run_id = '{got['run_id']}' "
+                     "AND status = 'completed'") == 1
+
+
 def test_a_dead_step_process_fails_the_run_in_one_line(base: tuple[Path, StackManager],
                                                        tmp_path: Path) -> None:
-    """The limit docs/deploy.md states: the process running a shard's step (not its probe
-    process) killed fails that step, Dagster skips what follows, and the run is recorded
-    failed with one line naming the step; nothing of it is loaded."""
+    """The limit docs/deploy.md states: on the multiprocess executor (which, unlike Celery,
+    does not hand a lost step to another process) the process running a shard's step killed
+    fails that step, Dagster skips what follows, and the run is recorded failed with one line
+    naming the step; nothing of it is loaded."""
     root, _ = base
     wh = tmp_path / "w.duckdb"
     proc = run_cli(sharded(root, "dead"), wh, "--executor", "multiprocess", env=NO_SERVICE,
                    wait=False)
-    marker = None
-    deadline = time.monotonic() + 120
-    while marker is None and time.monotonic() < deadline and proc.poll() is None:
-        found = list(tmp_path.glob("reports/*/shards/shard_2/running.json"))
-        marker = found[0] if found else None
-        time.sleep(0.05)
-    assert marker is not None, proc.communicate()
+    marker = wait_for_marker(proc, tmp_path, "reports/*/shards/shard_2/running.json")
     os.kill(json.loads(marker.read_text())["step_pid"], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
