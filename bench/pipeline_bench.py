@@ -266,7 +266,7 @@ def bench_scale(sizes: list[int], fast_rate: float | None = 5000.0,
     the fixed-delay engine's p50, so the time bought is shown with what it costs. Every run
     also reports the CPU seconds it cost (dualbus and the stack), and each larger run the CPU
     per engine request at its settings: what the machine must spend on the engine phase, at
-    best (docs/benchmarks.md, "Scale")."""
+    best (the `scale` group in docs/benchmarks.md)."""
     tmp = Path(tempfile.mkdtemp(prefix="dualbus-bench-scale-"))
     base = load_config(reference_config(tmp))
     biggest = max(sizes)

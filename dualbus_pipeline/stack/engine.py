@@ -125,7 +125,7 @@ def host_loop(spec: HostSpec) -> asyncio.AbstractEventLoop:
     With a delay fault, microsecond timers: the delay is slept, and only its last
     ``FINE_SPIN_S`` spun. Spinning a whole 1 ms delay cost a fifth of a core at 200
     requests/s, and under CPU contention (1,000 engines and their probe on two cores) the spin
-    was preempted and the delay grew by the wait (docs/benchmarks.md, "Scale").
+    was preempted and the delay grew by the wait (`python -m bench scale`).
 
     Otherwise uvloop where it is installed (not on Windows) and ``DUALBUS_STACK_LOOP`` is not
     ``asyncio``: aiohttp answering paced requests cost ~12 % less CPU per request on it
