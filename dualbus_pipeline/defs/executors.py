@@ -18,6 +18,7 @@ step that will never report; the redelivered shard step reads "worker lost mid-s
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
@@ -82,5 +83,9 @@ def executor_def(name: str | None = None, steps_at_once: int = 0) -> ExecutorDef
         if os.environ.get("DUALBUS_CELERY_BACKEND") else DEFAULT_BACKEND,
         "config_source": dict(CELERY_SETTINGS),
     }
+    # dagster-celery 0.29 registers its task on the app once per step it submits; Celery 5.6+
+    # warns about each (DuplicateTaskNameWarning, a screenful per step on every run). The
+    # task is the same function each time, so the warning tells a user nothing.
+    warnings.filterwarnings("ignore", message=r"Task name 'execute_plan' is already registered")
     configured: ExecutorDefinition = celery_executor.configured(config)
     return configured

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.deploy_fixtures import PG_DSN, postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,3 +59,20 @@ def test_the_shipped_instance_config_runs_on_postgres(tmp_path: Path) -> None:
     assert {"key": "dualbus/pipeline", "value": "dualbus_run", "limit": 1} in got["limits"]
     assert got["monitoring"] is True
     assert got["job_tags"]["dualbus/pipeline"] == "dualbus_run"  # what the limit keys on
+
+
+def test_the_shipped_celery_yaml_is_what_the_workers_and_the_executor_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/celery.yaml read as `dagster-celery worker start -y` reads it: it validates,
+    resolves the broker and backend from the environment, and carries the executor's
+    CELERY_SETTINGS (a worker without them loses a shard's task when its process dies)."""
+    from dagster_celery.cli import get_validated_config
+
+    from dualbus_pipeline.defs.executors import CELERY_SETTINGS
+
+    monkeypatch.setenv("DUALBUS_CELERY_BROKER", "amqp://u:p@mq.example:5672//")
+    monkeypatch.setenv("DUALBUS_CELERY_BACKEND", "rpc://")
+    got = get_validated_config(str(REPO / "deploy" / "celery.yaml"))
+    assert got["broker"] == "amqp://u:p@mq.example:5672//"
+    assert got["backend"] == "rpc://"
+    assert got["config_source"] == CELERY_SETTINGS
