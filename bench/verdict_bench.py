@@ -5,9 +5,10 @@ it decides on a healthy and on the seed platform (issue 19). Both reference-stac
   `dualbus run`, then right after it, engine by engine: a minimal control client (one blocking
   socket, one GET at a time, paced at the same per-engine rate, nothing else in flight), the
   dualbus engine probe on that engine alone at the same rate (the perturbation reference:
-  did probing engines together change what each one shows?), and ``wrk -t1 -c1`` (the hot
-  path, beside our hot-path p50); then ``redis-benchmark -c 1`` PING on each bus. Ratios are
-  per engine, the median over rounds; the rows give their median and worst over engines.
+  did probing engines together change what each one shows?), as many samples as the run's;
+  then ``wrk -t1 -c1`` on each engine (the hot path, beside our hot-path p50: after every
+  paced peer, so that no burst precedes one) and ``redis-benchmark -c 1`` PING on each bus.
+  Ratios are per engine, the median over rounds; the rows give their median and worst over engines.
 * ``verdicts`` (items 1 and 2): N consecutive `dualbus check` on the healthy stack, then N
   with another process keeping one core busy (a Python busy loop), then one on the seed
   scenario: failed SLOs per run (breach or no data), inconclusive verdicts, grades, the
@@ -164,8 +165,11 @@ def bench_inrun(rounds: int, quick: bool, flavours: tuple[str, ...] = FLAVOURS
                         figs[which].append(
                             control_p50(e.host, e.port, e.health_path, n, rate)
                             if which == "control" else alone_p50(e, config, n))
-                    if has_wrk:
-                        figs["wrk"].append(wrk_p50_ms(e.health_url, 1)[0])
+                # wrk after every paced peer: a second of back-to-back load just before the
+                # next engine's control kept the vCPUs awake and read later engines' controls
+                # lower than the run, which had no such burst before them
+                for e in engines if has_wrk else ():
+                    per[e.name]["wrk"].append(wrk_p50_ms(e.health_url, 1)[0])
                 for b in topo.buses:  # both back to back, the same count as the run's
                     ping[b.name]["run"].append(p50.get(("bus", b.name, "ping")))
                     ping[b.name]["peer"].append(
