@@ -83,7 +83,7 @@ def executor_def(name: str | None = None, steps_at_once: int = 0) -> ExecutorDef
         if os.environ.get("DUALBUS_CELERY_BACKEND") else DEFAULT_BACKEND,
         "config_source": dict(CELERY_SETTINGS),
     }
-    # dagster-celery 0.29 registers its task on the app once per step it submits; Celery 5.6+
+    # dagster-celery 0.29 registers its task on the app once per step it submits; Celery 5.7
     # warns about each (DuplicateTaskNameWarning, a screenful per step on every run). The
     # task is the same function each time, so the warning tells a user nothing.
     warnings.filterwarnings("ignore", message=r"Task name 'execute_plan' is already registered")
