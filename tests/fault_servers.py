@@ -19,6 +19,7 @@ Raw asyncio streams, no framework, so each behaviour is exactly what the test sa
 | huge | ``200`` with ``Content-Length`` of ``size_mb`` MB, streamed until the client hangs up |
 | midclose | status line, headers and half the declared body, then closes the connection |
 | flap | up for ``up_s``, then listener closed and connections dropped for ``down_s``, repeat |
+| idle_close | ``200`` keep-alive, then closes the connection ``idle_s`` after each answer |
 """
 
 from __future__ import annotations
@@ -125,6 +126,11 @@ class _Server:
             w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 100\r\n\r\n" + b'{"status": "hea')
             await w.drain()
+            return False
+        elif kind == "idle_close":
+            w.write(_response(200, _OK))
+            await w.drain()
+            await asyncio.sleep(float(self.spec.get("idle_s", 0.01)))
             return False
         else:  # ok, flap
             w.write(_response(200, _OK))

@@ -92,6 +92,11 @@ class _Series:
                            stall_us=array("q", self.stall))
 
 
+def _open(gate: asyncio.Future[None]) -> None:
+    if not gate.done():
+        gate.set_result(None)
+
+
 class EngineProber:
     def __init__(self, engine: Engine, settings: ProbeSettings,
                  max_connections: int | None = None, watch: HostWatch | None = None) -> None:
@@ -112,6 +117,9 @@ class EngineProber:
         self.connected_any = False
         self.connect_error: str | None = None
         self.psi = cpu_pressure()
+        # the sample the series waits for, and the future that opens when it is finished
+        self.gate: tuple[int, asyncio.Future[None], asyncio.TimerHandle | None] = (
+            -1, self.loop.create_future(), None)
         # the probe loop's late wake-ups, shared by every engine on it (retake.py)
         self.watch = watch or HostWatch.for_bound(settings.late_bound_ms)
 
@@ -125,24 +133,65 @@ class EngineProber:
         self.connected_any = True
         return proto
 
-    # --- one paced sample -------------------------------------------------------------------
-    def dispatch(self, i: int, woke: int) -> None:
+    # --- one sample -------------------------------------------------------------------------
+    # Between the wake-up for a send and the answer's time stamp the probe does nothing but
+    # write and wait: on loopback the write hands the engine a CPU, often the probe's own,
+    # and its answer is read only once the probe's loop is back in its selector, so any
+    # bookkeeping there (a parser, timers, lists: ~50 µs of Python on a 2-vCPU VM) would be
+    # read as engine latency. `arm` does it all before the sleep, `fire` only writes, and
+    # the series waits on the sample's gate (its answer, or half a period) before any more.
+    def arm(self, i: int, due: int, settle_by: int | None) -> HttpConnection | None:
+        """Before sample i is due: its timeout, its gate (opens when it is finished, or at
+        ``settle_by``), an idle connection with the parser and future of its answer ready
+        (None when no connection is idle: `fire` finds one)."""
+        s = self.s
+        s.timers[i] = self.loop.call_later(max(0, due + self.timeout_ns - now_ns()) / 1e9,
+                                           self.on_timeout, i)
+        gate: asyncio.Future[None] = self.loop.create_future()
+        by = None if settle_by is None else self.loop.call_later(
+            max(0, settle_by - now_ns()) / 1e9, _open, gate)
+        self.gate = (i, gate, by)
+        conn = self.idle_conn()
+        if conn is not None:
+            conn.arm().add_done_callback(partial(self.on_response, i, conn))
+        return conn
+
+    def fire(self, i: int, woke: int, conn: HttpConnection | None) -> None:
+        """Sample i is due (the timer woke at ``woke``): write it on its armed connection, or
+        on one that freed up while the probe slept, or open one, or queue it."""
         s = self.s
         s.start[i] = woke
         s.psi0[i] = self.psi.stall_us()
-        s.timers[i] = self.loop.call_later(self.timeout_ns / 1e9, self.on_timeout, i)
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.closed:
-                self.open -= 1
-                continue
-            self.send(i, conn)
+        if conn is not None and conn.armed:
+            s.conn_of[i] = conn
+            s.sent[i] = now_ns()
+            conn.write(self.request)
             return
-        if self.open < self.max_connections:
+        # (an armed connection that closed while the probe slept settled its future: the
+        # answer's callback has counted it out, and it was never this sample's)
+        conn = self.idle_conn()
+        if conn is not None:
+            self.send(i, conn)
+        elif self.open < self.max_connections:
             self.open += 1
             self.loop.create_task(self.connect_and_send(i))
         else:
             self.waiting.append(i)
+
+    def idle_conn(self) -> HttpConnection | None:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+            self.open -= 1
+        return None
+
+    async def settled(self) -> None:
+        """Wait for the gate of the sample armed last (`arm`)."""
+        _, gate, by = self.gate
+        await gate
+        if by is not None:
+            by.cancel()
 
     async def connect_and_send(self, i: int) -> None:
         remaining = (self.s.start[i] + self.timeout_ns - now_ns()) / 1e9
@@ -170,7 +219,7 @@ class EngineProber:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:
             self.open -= 1
-            if not self.s.finished[i]:
+            if not self.s.finished[i] and self.s.conn_of[i] is conn:
                 # A malformed or oversized reply is named as such, not as a closed connection.
                 err = f"bad response: {exc}" if isinstance(exc, HttpParseError) \
                     else "connection closed"
@@ -178,7 +227,7 @@ class EngineProber:
             self.pump()
             return
         done, status, body, keep_alive = fut.result()
-        if not self.s.finished[i]:
+        if not self.s.finished[i] and self.s.conn_of[i] is conn:
             self.judge(i, done, status, body)
         if keep_alive and not conn.closed:
             self.release(conn)
@@ -198,6 +247,10 @@ class EngineProber:
 
     def on_timeout(self, i: int) -> None:
         if self.s.finished[i]:
+            return
+        left = self.s.start[i] + self.timeout_ns - now_ns()
+        if left > 0:  # armed from the due time; the timeout runs from the wake-up
+            self.s.timers[i] = self.loop.call_later(left / 1e9, self.on_timeout, i)
             return
         self.finish(i, now_ns(), False, 0, "timeout")
         conn = self.s.conn_of[i]
@@ -236,6 +289,8 @@ class EngineProber:
         s.left -= 1
         if s.left == 0:
             s.all_done.set()
+        if self.gate[0] == i:
+            _open(self.gate[1])
 
     # --- series -----------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -262,9 +317,11 @@ class EngineProber:
         for k in range(count):
             due = first + k * self.interval_ns
             i = self.s.new(due)
+            conn = self.arm(i, due, settle_by=due + self.interval_ns // 2)
             woke = await async_sleep_until_ns(due)
+            self.fire(i, woke, conn)
+            await self.settled()
             self.watch.woke(due, woke)
-            self.dispatch(i, woke)
         return due
 
     async def collect(self, kind: SampleKind = "engine_http") -> SampleBatch:
@@ -291,10 +348,13 @@ class EngineProber:
         spacing = int(1e9 / self.settings.max_rate_per_s)  # the safety cap holds here too
         t0 = now_ns()
         for k in range(count):
-            woke = await async_sleep_until_ns(t0 + k * spacing)
-            i = self.s.new(woke)
-            self.dispatch(i, woke)
-            await self.s.all_done.wait()
+            due = t0 + k * spacing
+            i = self.s.new(due)
+            conn = self.arm(i, due, settle_by=None)
+            woke = await async_sleep_until_ns(due)
+            self.s.intended[i] = woke  # back to back: never late
+            self.fire(i, woke, conn)
+            await self.settled()
         return await self.collect("engine_hot")
 
     async def warm_up(self, conn: HttpConnection) -> None:

@@ -118,11 +118,27 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport
 
     def request(self, data: bytes) -> asyncio.Future[Response]:
+        fut = self.arm()
+        self.write(data)
+        return fut
+
+    def arm(self) -> asyncio.Future[Response]:
+        """Ready the parser and the future of the next response, ahead of its request (a
+        paced probe arms before it sleeps until the send is due: engine_prober.py)."""
         assert self.transport is not None and self._fut is None
         self._parser = ResponseParser()
         self._fut = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
         return self._fut
+
+    def write(self, data: bytes) -> None:
+        """Send the request of an armed connection."""
+        assert self.transport is not None and self._fut is not None
+        self.transport.write(data)
+
+    @property
+    def armed(self) -> bool:
+        """Armed for a response and still open: a request may be written."""
+        return self._fut is not None and not self._fut.done() and not self.closed
 
     @property
     def busy(self) -> bool:

@@ -14,6 +14,8 @@ from dualbus_pipeline.probes.engine import probe_engine, probe_engines_staggered
 from dualbus_pipeline.probes.engine_prober import WARMUP_REQUESTS as WARMUP
 from dualbus_pipeline.probes.http import HttpParseError, ResponseParser
 from dualbus_pipeline.probes.model import EngineResult
+from dualbus_pipeline.stack.redis_server import free_port
+from tests.fault_servers import FaultServers
 from tests.probe_targets import closed_port, health_server, silent_server
 
 # A generous late bound: these tests are about what engines do, and must hold while the
@@ -105,6 +107,21 @@ def test_accepting_but_silent_server_times_out_in_bounded_time() -> None:
     assert r.status == "unhealthy" and set(r.samples.error) == {"timeout"}
     # schedule (100 at 400/s = 0.25 s) + one timeout; never 100 sequential timeouts (30 s)
     assert elapsed < 10
+
+
+def test_keep_alive_closed_by_the_engine_between_requests_costs_no_sample() -> None:
+    """The probe readies a connection before a send is due (engine_prober.py, `arm`); one the
+    engine closes meanwhile is replaced, and its close is not charged to any sample."""
+    settings = FAST.model_copy(update={"engine_requests": 20, "engine_rate_per_s": 20})
+    port = free_port()
+    servers = FaultServers({port: {"kind": "idle_close", "idle_s": 0.01}}).start()
+    try:
+        r = probe(f"http://127.0.0.1:{port}", settings)
+    finally:
+        servers.stop()
+    assert r.status == "operational", r.status_reason
+    assert r.summary.ok == r.summary.count == 20
+    assert set(r.samples.error) == {None}
 
 
 def test_open_loop_keeps_schedule_when_server_is_slow() -> None:
