@@ -30,11 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from array import array
 from collections import deque
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
+from dualbus_pipeline.probes.engine_series import Series
 from dualbus_pipeline.probes.health import compile_rule
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.http import HttpConnection, HttpParseError, Response, build_get
@@ -44,52 +44,8 @@ from dualbus_pipeline.probes.retake import HostWatch
 from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns
 
 START_DELAY_NS = 2_000_000
+JUDGE_NOW_BYTES = 4096
 WARMUP_REQUESTS = 3
-
-
-class _Series:
-    """The samples of one series as growing columns (a re-take appends one more)."""
-
-    def __init__(self) -> None:
-        self.intended: list[int] = []
-        self.start: list[int] = []
-        self.sent: list[int] = []
-        self.done: list[int] = []
-        self.ok: list[bool] = []
-        self.status: list[int] = []
-        self.error: list[str | None] = []
-        self.body: list[str | None] = []  # the body's "status" field, when it had one
-        self.psi0: list[int] = []   # host CPU pressure when the sample started
-        self.stall: list[int] = []  # ... and its growth until the sample ended (µs)
-        self.finished: list[bool] = []
-        self.timers: list[asyncio.TimerHandle | None] = []
-        self.conn_of: list[HttpConnection | None] = []
-        self.left = 0
-        self.all_done = asyncio.Event()
-
-    def new(self, intended: int) -> int:
-        for ints in (self.intended, self.start):
-            ints.append(intended)
-        for zeros in (self.sent, self.done, self.status):
-            zeros.append(0)
-        for flags in (self.ok, self.finished):
-            flags.append(False)
-        self.error.append(None)
-        self.body.append(None)
-        self.psi0.append(UNKNOWN)
-        self.stall.append(UNKNOWN)
-        self.timers.append(None)
-        self.conn_of.append(None)
-        self.left += 1
-        self.all_done.clear()
-        return len(self.intended) - 1
-
-    def batch(self, target: str, kind: SampleKind) -> SampleBatch:
-        return SampleBatch(target=target, kind=kind, intended_ns=array("q", self.intended),
-                           start_ns=array("q", self.start), sent_ns=array("q", self.sent),
-                           done_ns=array("q", self.done), ok=array("b", self.ok),
-                           status=array("i", self.status), error=self.error,
-                           stall_us=array("q", self.stall))
 
 
 def _open(gate: asyncio.Future[None]) -> None:
@@ -110,7 +66,7 @@ class EngineProber:
             ssl.create_default_context() if engine.url.startswith("https://") else None)
         self.timeout_ns = int(settings.engine_timeout_s * 1e9)
         self.interval_ns = int(1e9 / settings.engine_rate_per_s)
-        self.s = _Series()
+        self.s = Series()
         self.idle: list[HttpConnection] = []
         self.open = 0
         self.waiting: deque[int] = deque()
@@ -241,9 +197,25 @@ class EngineProber:
         return self.s.body
 
     def judge(self, i: int, done: int, status: int, body: bytes) -> None:
-        ok, error, self.s.body[i] = self.rule.judge(status, body,
-                                                    (done - self.s.start[i]) / 1e6)
-        self.finish(i, done, ok, status, error)
+        """Sample i was answered. Its body is judged (health check) once the series is in
+        (`judge_answers`), not now: work between requests, wherever it runs, makes the next
+        request read slower on a VM (docs/benchmarks.md), so a request costs as little as
+        it can. A body larger than ``JUDGE_NOW_BYTES`` is judged at once, not kept."""
+        if len(body) > JUDGE_NOW_BYTES:
+            ok, error, self.s.body[i] = self.rule.judge(status, body,
+                                                        (done - self.s.start[i]) / 1e6)
+            self.finish(i, done, ok, status, error)
+            return
+        self.s.answer[i] = body
+        self.finish(i, done, True, status, None)
+
+    def judge_answers(self) -> None:
+        s = self.s
+        for i, body in enumerate(s.answer):
+            if body is not None:
+                s.ok[i], s.error[i], s.body[i] = self.rule.judge(
+                    s.status[i], body, (s.done[i] - s.start[i]) / 1e6)
+                s.answer[i] = None
 
     def on_timeout(self, i: int) -> None:
         if self.s.finished[i]:
@@ -333,6 +305,7 @@ class EngineProber:
         for i, done in enumerate(self.s.finished):  # belt and braces: nothing stays open
             if not done:
                 self.finish(i, now_ns(), False, 0, "timeout")
+        self.judge_answers()
         self.close_all()
         return self.s.batch(self.engine.name, kind)
 
