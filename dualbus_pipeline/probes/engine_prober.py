@@ -123,8 +123,8 @@ class EngineProber:
             s.sent[i] = now_ns()
             conn.write(self.request)
             return
-        # (an armed connection that closed while the probe slept settled its future: the
-        # answer's callback has counted it out, and it was never this sample's)
+        # (an armed connection that closed while the probe slept settles its future, and
+        # the answer's callback counts it out: it never carried this sample)
         conn = self.idle_conn()
         if conn is not None:
             self.send(i, conn)
