@@ -184,7 +184,7 @@ class EngineProber:
             return
         done, status, body, keep_alive = fut.result()
         if not self.s.finished[i] and self.s.conn_of[i] is conn:
-            self.judge(i, done, status, body)
+            self.answered(i, done, status, body)
         if keep_alive and not conn.closed:
             self.release(conn)
         else:
@@ -196,7 +196,7 @@ class EngineProber:
         """Each sample's body status (the JSON body's ``status``), None without one."""
         return self.s.body
 
-    def judge(self, i: int, done: int, status: int, body: bytes) -> None:
+    def answered(self, i: int, done: int, status: int, body: bytes) -> None:
         """Sample i was answered. Its body is judged (health check) once the series is in
         (`judge_answers`), not now: work between requests, wherever it runs, makes the next
         request read slower on a VM (docs/benchmarks.md), so a request costs as little as

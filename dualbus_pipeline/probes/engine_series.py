@@ -23,7 +23,7 @@ class Series:
         self.status: list[int] = []
         self.error: list[str | None] = []
         self.body: list[str | None] = []  # the body's "status" field, when it had one
-        self.answer: list[bytes | None] = []  # a body not yet judged (`EngineProber.judge`)
+        self.answer: list[bytes | None] = []  # a body not yet judged (`EngineProber.answered`)
         self.psi0: list[int] = []   # host CPU pressure when the sample started
         self.stall: list[int] = []  # ... and its growth until the sample ended (µs)
         self.finished: list[bool] = []

@@ -140,10 +140,6 @@ class HttpConnection(asyncio.Protocol):
         """Armed for a response and still open: a request may be written."""
         return self._fut is not None and not self._fut.done() and not self.closed
 
-    @property
-    def busy(self) -> bool:
-        return self._fut is not None
-
     def data_received(self, data: bytes) -> None:
         t = self._clock()
         parser, fut = self._parser, self._fut
