@@ -6,7 +6,7 @@ The phase, all on ONE probe thread and event loop (timing.py):
 1. **Alone**: when engines will be in flight together, each engine first gets a short window
    of ``engine_solo_requests`` paced requests with nothing else in flight.
 2. **Together**: ``engine_slots`` engines in flight (the send budget
-   ``engine_max_send_rate_per_s`` ÷ ``engine_rate_per_s``; defaults 100/s ÷ 20/s = 5), each
+   ``engine_max_send_rate_per_s`` ÷ ``engine_rate_per_s``; defaults 100/s ÷ 100/s = 1), each
    slot on its own phase of a common send grid so that no two sends are due at once; a slot
    takes its next engine one period after its current engine's last send.
 3. **Guard**: an engine whose p50 together is above ``guard_ratio`` × its p50 alone (and

@@ -5,9 +5,9 @@ each other.
   timing threads want a CPU each; two at once would measure each other.
 * Engines: as many at a time as the total send-rate budget allows
   (``engine_max_send_rate_per_s`` / ``engine_rate_per_s``, at most ``engine_concurrency``;
-  default 100/s ÷ 20/s = 5 in flight), all on ONE probe thread and event loop, each in-flight
-  engine on its own phase of a common send grid, with windows alone and the concurrency guard
-  (engine.py). The budget bounds the load the probe puts on the platform.
+  default 100/s ÷ 100/s: one at a time), all on ONE probe thread and event loop; with a raised
+  budget each in-flight engine is on its own phase of a common send grid, with windows alone
+  and the concurrency guard (engine.py). The budget bounds the load the probe puts on the platform.
 * Pairs: one at a time by default (``pair_concurrency`` 1): a round trip wakes three
   processes in turn, and three pairs at once on a 2-core host with one core taken by someone
   else read p90 3.2–9.7 ms where one at a time reads ~1.6 ms (docs/decisions.md). Raised, pairs
