@@ -53,7 +53,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         peer = "-" if r["peer"] is None else f"{r['peer']:,.4g}"
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
         lines.append(f"{r['group']:<10} {r['metric'][:52]:<52} {val:>12} {r['unit']:<7} "
-                     f"{peer:>10} {ratio:>7} {tgt:>9}  {mark}")
+                     f"{peer:>10} {ratio:>7} {tgt:>9}  {mark:<6} {r['note']}".rstrip())
     return "\n".join(lines)
 
 

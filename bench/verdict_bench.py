@@ -188,6 +188,18 @@ def _ratios(per: dict[str, dict[str, list[float]]], a: str, b: str) -> dict[str,
     return out
 
 
+def _spread(name: str, per: dict[str, dict[str, list[float]]], a: str, b: str) -> str:
+    """The engine and the quartiles of its per-round ratios: how far one round's placement
+    moves the figure, so a miss by a few per cent can be told from noise."""
+    if not name:
+        return ""
+    rs = sorted(x / y for x, y in zip(per[name][a], per[name][b], strict=True) if x and y)
+    if len(rs) < 4:
+        return name
+    q1, _, q3 = statistics.quantiles(rs, n=4)
+    return f"{name}; rounds' quartiles {q1:.2f}-{q3:.2f}"
+
+
 def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
                 ping: dict[str, dict[str, list[float]]], cpu: list[float], rate: float,
                 n: int, has_wrk: bool) -> list[dict[str, Any]]:
@@ -205,9 +217,9 @@ def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
                         peer=_med(_med(f[b]) for f in per.values()), peer_tool=peer_tool,
                         ratio=_med(ratios.values()), target=target, better="within",
                         raw={"per_engine_ratio": ratios, "figures": per}))
+        name = max(ratios, key=lambda k: abs(ratios[k] - 1), default="")
         rows.append(row(g, "  worst engine", None, "ratio", ratio=worst, target=target,
-                        better="within", peer=1.0,
-                        note=max(ratios, key=lambda k: abs(ratios[k] - 1), default="")))
+                        better="within", peer=1.0, note=_spread(name, per, a, b)))
     if has_wrk:
         hot = _ratios(per, "hot", "wrk")
         rows.append(row(g, "engine hot-path p50 (back to back) vs wrk -t1 -c1",
