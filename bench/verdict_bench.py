@@ -211,13 +211,13 @@ def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
             ("run", "alone", f"engine p50 in dualbus run vs probe alone at {rate:g}/s", 1.1,
              "dualbus engine probe on the engine alone, same rate")):
         ratios = _ratios(per, a, b)
-        worst = max(ratios.values(), key=lambda x: abs(x - 1), default=None)
+        name = max(ratios, key=lambda k: abs(ratios[k] - 1), default="")
+        worst = ratios.get(name)
         rows.append(row(g, label + " (median over engines)",
                         _med(_med(f[a]) for f in per.values()), "ms",
                         peer=_med(_med(f[b]) for f in per.values()), peer_tool=peer_tool,
                         ratio=_med(ratios.values()), target=target, better="within",
                         raw={"per_engine_ratio": ratios, "figures": per}))
-        name = max(ratios, key=lambda k: abs(ratios[k] - 1), default="")
         rows.append(row(g, "  worst engine", None, "ratio", ratio=worst, target=target,
                         better="within", peer=1.0, note=_spread(name, per, a, b)))
     if has_wrk:
