@@ -201,21 +201,23 @@ class EngineProber:
         (`judge_answers`), not now: work between requests, wherever it runs, makes the next
         request read slower on a VM (docs/benchmarks.md), so a request costs as little as
         it can. A body larger than ``JUDGE_NOW_BYTES`` is judged at once, not kept."""
-        if len(body) > JUDGE_NOW_BYTES:
-            ok, error, self.s.body[i] = self.rule.judge(status, body,
-                                                        (done - self.s.start[i]) / 1e6)
-            self.finish(i, done, ok, status, error)
-            return
-        self.s.answer[i] = body
         self.finish(i, done, True, status, None)
+        if len(body) > JUDGE_NOW_BYTES:
+            self.judge(i, body)
+        else:
+            self.s.answer[i] = body
 
     def judge_answers(self) -> None:
-        s = self.s
-        for i, body in enumerate(s.answer):
+        for i, body in enumerate(self.s.answer):
             if body is not None:
-                s.ok[i], s.error[i], s.body[i] = self.rule.judge(
-                    s.status[i], body, (s.done[i] - s.start[i]) / 1e6)
-                s.answer[i] = None
+                self.judge(i, body)
+                self.s.answer[i] = None
+
+    def judge(self, i: int, body: bytes) -> None:
+        """Sample i's outcome: what the health check says of its (finished) answer."""
+        s = self.s
+        s.ok[i], s.error[i], s.body[i] = self.rule.judge(s.status[i], body,
+                                                         (s.done[i] - s.start[i]) / 1e6)
 
     def on_timeout(self, i: int) -> None:
         if self.s.finished[i]:

@@ -11,6 +11,7 @@ import pytest
 
 from dualbus_pipeline.config import Engine, EngineCapacity, ProbeSettings
 from dualbus_pipeline.probes.engine import probe_engine, probe_engines_staggered
+from dualbus_pipeline.probes.engine_prober import JUDGE_NOW_BYTES
 from dualbus_pipeline.probes.engine_prober import WARMUP_REQUESTS as WARMUP
 from dualbus_pipeline.probes.http import HttpParseError, ResponseParser
 from dualbus_pipeline.probes.model import EngineResult
@@ -88,6 +89,20 @@ def test_chunked_and_plain_bodies_parse() -> None:
     with health_server(body_status=None) as srv:
         r = probe(srv.url)
     assert r.status == "operational" and r.body_statuses == {}
+
+
+@pytest.mark.parametrize("size", [100, 2 * JUDGE_NOW_BYTES])
+def test_bodies_are_judged_whether_kept_for_later_or_judged_at_once(size: int) -> None:
+    # small bodies are judged once the series is in, large ones as they arrive: both count
+    pad = "x" * size
+    with health_server(body=f'{{"status": "unhealthy", "pad": "{pad}"}}') as srv:
+        r = probe(srv.url)
+    assert r.status == "unhealthy" and r.body_statuses == {"unhealthy": 100}
+    assert set(r.samples.error) == {"status unhealthy"}
+    with health_server(body=f'{{"status": "healthy", "pad": "{pad}"}}') as srv:
+        r = probe(srv.url)
+    assert r.status == "operational" and r.body_statuses == {"healthy": 100}
+    assert r.summary.success_ratio == 1.0
 
 
 def test_refused_is_unreachable_quickly() -> None:
