@@ -8,7 +8,8 @@ synthetic engines, and 100 at a raised budget), warehouse (1M-sample ingest; eva
 trends + report over 10 / 1,000 / 10,000 stored runs), growth (the scale and warehouse figures
 as one table), shards (wall time vs engines for 1, 2 and 4 shards, the multiprocess executor
 for 2 and 4, and the drift of a fixed-delay engine's p50: the sizing figures).
-No group = all. `--quick` is a smoke run with tiny sizes. Prints a table of
+No group = all. `--quick` is a smoke run with tiny sizes. `--no-halt` keeps idle vCPUs
+polling for the whole bench (needs root): the fast-loopback case. Prints a table of
 figures and ratios and writes CSV + JSON to bench/results/. Benchmarks, not tests: nothing here
 fails on a missed target (exit 0 unless a benchmark could not run).
 """
@@ -16,10 +17,11 @@ fails on a missed target (exit 0 unless a benchmark could not run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
-from bench.common import loadavg, table, write_results
+from bench.common import cpus_never_halt, loadavg, table, write_results
 
 GROUPS = ("inrun", "verdicts", "fidelity", "run", "scale", "warehouse", "growth", "shards")
 
@@ -45,6 +47,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--runs", type=int, default=20, help="consecutive runs (verdicts)")
     ap.add_argument("--flavour", choices=("aiohttp", "fastapi"), action="append",
                     help="reference-stack flavour(s) for inrun (default: both)")
+    ap.add_argument("--no-halt", action="store_true",
+                    help="idle vCPUs poll instead of halting (/dev/cpu_dma_latency 0; root)")
     args = ap.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -52,6 +56,18 @@ def main(argv: list[str]) -> int:
     groups = args.groups or list(GROUPS)
     if "growth" in groups:
         groups += [g for g in ("scale", "warehouse") if g not in groups]
+    with contextlib.ExitStack() as held:
+        if args.no_halt:
+            try:
+                held.enter_context(cpus_never_halt())
+            except OSError as exc:
+                print(f"--no-halt: cannot hold /dev/cpu_dma_latency at 0 ({exc}); run as root",
+                      file=sys.stderr)
+                return 2
+        return _run(groups, args)
+
+
+def _run(groups: list[str], args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     load0 = loadavg()
     if "inrun" in groups:
@@ -88,7 +104,7 @@ def main(argv: list[str]) -> int:
         rows += bench_shards([13, 26] if args.quick else [13, 50])
     print(table(rows))
     paths = write_results("bench", rows, {"groups": groups, "quick": args.quick,
-                                          "rounds": args.rounds,
+                                          "rounds": args.rounds, "no_halt": args.no_halt,
                                           "loadavg": [load0, loadavg()]})
     print(f"\nload average (1 min) before/after: {load0} / {loadavg()}")
     print("written: " + ", ".join(str(p) for p in paths))

@@ -8,9 +8,11 @@ import json
 import os
 import platform
 import shutil
+import struct
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +87,20 @@ def steal_s() -> float:
         return int(fields[8]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+@contextmanager
+def cpus_never_halt() -> Iterator[None]:
+    """Hold a PM QoS request of 0 µs wake-up latency (``/dev/cpu_dma_latency``, root) while
+    the block runs: idle vCPUs poll instead of halting, so a wake-up costs no trip through the
+    hypervisor — the fast-loopback VMs of this kind, reproduced (docs/benchmarks.md). Raises
+    OSError when the request cannot be made; it ends when the descriptor closes."""
+    fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+    try:
+        os.write(fd, struct.pack("i", 0))
+        yield
+    finally:
+        os.close(fd)
 
 
 def loadavg() -> float:

@@ -20,6 +20,7 @@ Raw asyncio streams, no framework, so each behaviour is exactly what the test sa
 | midclose | status line, headers and half the declared body, then closes the connection |
 | flap | up for ``up_s``, then listener closed and connections dropped for ``down_s``, repeat |
 | idle_close | ``200`` keep-alive, then closes the connection ``idle_s`` after each answer |
+| split | ``200`` in two writes: headers and half the body, the rest ``gap_s`` later |
 """
 
 from __future__ import annotations
@@ -127,6 +128,13 @@ class _Server:
                     b"Content-Length: 100\r\n\r\n" + b'{"status": "hea')
             await w.drain()
             return False
+        elif kind == "split":
+            whole = _response(200, _OK)
+            cut = len(whole) - len(_OK) // 2
+            w.write(whole[:cut])
+            await w.drain()
+            await asyncio.sleep(float(self.spec.get("gap_s", 0.01)))
+            w.write(whole[cut:])
         elif kind == "idle_close":
             w.write(_response(200, _OK))
             await w.drain()

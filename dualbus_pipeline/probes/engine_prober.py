@@ -5,8 +5,9 @@ Three kinds of series, all on the engine's own keep-alive connections:
 * ``paced(count)``: open loop. Request i is due at ``start + i / engine_rate_per_s`` whatever
   happened to the previous ones. It goes out on an idle connection, or a new one (at most
   ``max_connections``); when that cap is reached it waits for a free connection. Latency runs
-  from the moment the probe's timer woke for it (model.py): a wait for a connection held by a
-  slow engine counts, the probe's own lateness does not, and a send the host delayed past
+  from just before the write on a connection readied for it, else from the moment the probe's
+  timer woke for it (model.py): a wait for a connection held by a slow engine counts, the
+  probe's own lateness does not, and a send the host delayed past
   ``late_bound_ms`` is re-taken (retake.py). A request not answered within
   ``engine_timeout_s`` of that moment is a failed sample ("timeout") and its connection is
   dropped, so a dead engine costs about one timeout after the schedule ends.
@@ -37,7 +38,13 @@ from dualbus_pipeline.config import Engine, ProbeSettings
 from dualbus_pipeline.probes.engine_series import Series
 from dualbus_pipeline.probes.health import compile_rule
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
-from dualbus_pipeline.probes.http import HttpConnection, HttpParseError, Response, build_get
+from dualbus_pipeline.probes.http import (
+    HttpConnection,
+    HttpParseError,
+    Response,
+    build_get,
+    in_flight,
+)
 from dualbus_pipeline.probes.model import SampleBatch, SampleKind
 from dualbus_pipeline.probes.resp import connect_error_text
 from dualbus_pipeline.probes.retake import HostWatch
@@ -46,6 +53,7 @@ from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns
 START_DELAY_NS = 2_000_000
 JUDGE_NOW_BYTES = 4096
 WARMUP_REQUESTS = 3
+WAIT_HERE_MAX_NS = 5_000_000  # the hot series' bound on an in-thread wait (`fire`)
 
 
 def _open(gate: asyncio.Future[None]) -> None:
@@ -76,6 +84,7 @@ class EngineProber:
         # the sample the series waits for, and the future that opens when it is finished
         self.gate: tuple[int, asyncio.Future[None], asyncio.TimerHandle | None] = (
             -1, self.loop.create_future(), None)
+        self.wait_by = 0  # until when `fire` may wait for the armed answer in-thread
         # the probe loop's late wake-ups, shared by every engine on it (retake.py)
         self.watch = watch or HostWatch.for_bound(settings.late_bound_ms)
 
@@ -90,12 +99,12 @@ class EngineProber:
         return proto
 
     # --- one sample -------------------------------------------------------------------------
-    # Between the wake-up for a send and the answer's time stamp the probe does nothing but
-    # write and wait: on loopback the write hands the engine a CPU, often the probe's own,
-    # and its answer is read only once the probe's loop is back in its selector, so any
-    # bookkeeping there (a parser, timers, lists: ~50 µs of Python on a 2-vCPU VM) would be
-    # read as engine latency. `arm` does it all before the sleep, `fire` only writes, and
-    # the series waits on the sample's gate (its answer, or half a period) before any more.
+    # Between the write and the answer's time stamp the probe does nothing but wait: on
+    # loopback the write hands the engine a CPU, often the probe's own, so any bookkeeping
+    # there (a parser, timers, lists: ~50 µs of Python on a 2-vCPU VM) would be read as
+    # engine latency. `arm` does it all before the sleep, `fire` only writes (and, alone in
+    # flight, reads the answer off the socket), and the series waits on the sample's gate
+    # (its answer, or half a period) before any more.
     def arm(self, i: int, due: int, settle_by: int | None) -> HttpConnection | None:
         """Before sample i is due: its timeout, its gate (opens when it is finished, or at
         ``settle_by``), an idle connection with the parser and future of its answer ready
@@ -107,6 +116,7 @@ class EngineProber:
         by = None if settle_by is None else self.loop.call_later(
             max(0, settle_by - now_ns()) / 1e9, _open, gate)
         self.gate = (i, gate, by)
+        self.wait_by = settle_by if settle_by is not None else due + WAIT_HERE_MAX_NS
         conn = self.idle_conn()
         if conn is not None:
             conn.arm().add_done_callback(partial(self.on_response, i, conn))
@@ -114,15 +124,25 @@ class EngineProber:
 
     def fire(self, i: int, woke: int, conn: HttpConnection | None) -> None:
         """Sample i is due (the timer woke at ``woke``): write it on its armed connection, or
-        on one that freed up while the probe slept, or open one, or queue it."""
+        on one that freed up while the probe slept, or open one, or queue it.
+
+        On the armed connection the sample starts just before the write (what the probe did
+        since it woke is its own time, not the engine's), and when it is the only request in
+        flight on this thread the answer is awaited right here, on the socket, until the
+        sample's gate would open (`HttpConnection.wait_here`): the loop has nothing else to
+        do meanwhile, and a read straight off the socket is what the minimal peer does
+        (docs/probes.md, "What the probe does per request"). Otherwise the sample starts when
+        the timer woke, so a wait for a connection counts."""
         s = self.s
-        s.start[i] = woke
         s.psi0[i] = self.psi.stall_us()
         if conn is not None and conn.armed:
             s.conn_of[i] = conn
-            s.sent[i] = now_ns()
+            s.start[i] = s.sent[i] = now_ns()
             conn.write(self.request)
+            if in_flight() == 1:
+                conn.wait_here(min(self.wait_by, s.start[i] + self.timeout_ns))
             return
+        s.start[i] = woke
         # (an armed connection that closed while the probe slept settles its future, and
         # the answer's callback counts it out: it never carried this sample)
         conn = self.idle_conn()

@@ -9,7 +9,8 @@ Times are integers in nanoseconds from `time.perf_counter_ns()` (monotonic; wall
 
 What a sample's latency is charged from (product.md §4.4: time charged to a target is time the
 target made us wait): ``start_ns``, the moment the probe was ready to send. That is the time
-its timer woke (its own lateness, ``start − intended``, is not the target's), except when the
+its timer woke, or for an engine request on a connection readied for it the moment just
+before the write (its own lateness, ``start − intended``, is not the target's), except when the
 target itself held the send back — a blocking XADD that had not returned, a request waiting for
 a free connection to a slow engine — and then it is the intended send time, so the wait counts
 (coordinated omission corrected). Samples the probe host delayed by more than
