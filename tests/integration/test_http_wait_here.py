@@ -6,6 +6,8 @@ process (tests/fault_servers.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import time
 from collections.abc import Iterator
 
@@ -101,3 +103,34 @@ def test_split_answers_are_whole_samples_whoever_reads_the_rest(server: int,
     assert len(counted) == 12 and min(counted) >= 30, counted
     assert time.monotonic() - t0 < 30
     assert in_flight() == 0
+
+
+@pytest.mark.parametrize("server", [{"kind": "ok"}], indirect=True)
+def test_a_descriptor_select_cannot_watch_is_left_to_the_loop(server: int) -> None:
+    """A process with over 1024 descriptors open (a large topology): a connection numbered
+    beyond select(2)'s limit is not waited on in-thread, and its answer still arrives."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"descriptor limit {hard} < 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    spare: list[int] = []
+    try:
+        while not spare or spare[-1] < 1100:
+            spare.append(os.open(os.devnull, os.O_RDONLY))
+
+        async def go() -> None:
+            conn = await _connect(server)
+            assert conn.transport is not None
+            assert conn.transport.get_extra_info("socket").fileno() >= 1024
+            fut = conn.arm()
+            conn.write(build_get("127.0.0.1", server, "/health"))
+            conn.wait_here(now_ns() + 5_000_000_000)  # returns at once: not select's to watch
+            _, status, _, _ = await asyncio.wait_for(fut, 5)
+            assert status == 200 and in_flight() == 0
+            conn.abort()
+
+        asyncio.run(go())
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
