@@ -133,11 +133,16 @@ class HttpConnection(asyncio.Protocol):
         self._parser: ResponseParser | None = None
         self._fut: asyncio.Future[Response] | None = None
         self._counted = False
+        self._wait_fd = -1  # the socket `wait_here` may wait on; -1: leave it to the loop
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("sslcontext") is None \
+                and 0 <= sock.fileno() < FD_SETSIZE:
+            self._wait_fd = sock.fileno()
 
     def request(self, data: bytes) -> asyncio.Future[Response]:
         fut = self.arm()
@@ -172,10 +177,8 @@ class HttpConnection(asyncio.Protocol):
         one in flight on this thread (`in_flight`), where the loop has nothing else to do
         (engine_prober.py says why). ``select(2)`` keeps microsecond timeouts but cannot
         watch a descriptor from ``FD_SETSIZE`` (1024) on: those are left to the loop."""
-        if self.transport is None or self.transport.get_extra_info("sslcontext") is not None:
-            return
-        fd = self.transport.get_extra_info("socket").fileno()
-        if not 0 <= fd < FD_SETSIZE:
+        fd = self._wait_fd
+        if fd < 0:
             return
         while self._fut is not None and not self.closed:
             left = until_ns - self._clock()

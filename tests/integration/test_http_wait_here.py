@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,7 @@ from dualbus_pipeline.probes.timing import now_ns
 from dualbus_pipeline.stack.redis_server import free_port
 from tests.fault_servers import FaultServers
 from tests.integration.test_probes_engine import FAST, probe
+from tests.tls_certs import make_ca
 
 
 @pytest.fixture
@@ -134,3 +138,48 @@ def test_a_descriptor_select_cannot_watch_is_left_to_the_loop(server: int) -> No
         for fd in spare:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+_HTTPS_SERVER = r"""
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b'{"status": "healthy"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+
+def test_tls_answers_are_read_by_the_loop(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An https engine: the socket carries TLS records, which only asyncio's SSL transport can
+    read; the in-thread wait leaves them alone and every sample is a whole answer."""
+    ca = make_ca(tmp_path / "ca")
+    cert = ca.issue(tmp_path / "srv", hosts=["127.0.0.1"])
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.files.cert_path))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _HTTPS_SERVER, str(port),
+                             str(cert.cert_path), str(cert.key_path)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        r = probe(f"https://127.0.0.1:{port}",
+                  FAST.model_copy(update={"engine_requests": 20, "min_samples": 10}))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert r.status == "operational", r.status_reason
+    assert set(r.samples.error) == {None} and r.summary.ok == r.summary.count
