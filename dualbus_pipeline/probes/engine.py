@@ -13,7 +13,7 @@ The phase, all on ONE probe thread and event loop (timing.py):
    ``guard_min_ms`` more) was slowed by the concurrency: it is re-measured alone, in full, while
    ``remeasure_budget_s`` lasts (the summary's note says so), else its summary is inconclusive.
 4. **Hot path**: ``engine_hot_requests`` back-to-back requests per engine, one engine at a
-   time (engine_prober.py); then the optional capacity burst, one engine at a time.
+   time (engine_hot.py); then the optional capacity burst, one engine at a time.
 
 Why gentle: a probe that sends hundreds of requests per second to each of ten engines, or
 spins to pace them, takes CPU from the platform it measures and reads its own load
@@ -41,6 +41,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from dualbus_pipeline.config import Engine, HealthCheck, ProbeSettings
+from dualbus_pipeline.probes.engine_hot import engine_capacity, hot_series
 from dualbus_pipeline.probes.engine_prober import (
     START_DELAY_NS,
     EngineProber,
@@ -155,7 +156,7 @@ class _Paced:
 
 async def _alone_p50(engine: Engine, settings: ProbeSettings) -> float | None:
     """p50 of the engine's window alone (None when nothing answered: no guard for it)."""
-    prober = EngineProber(engine, settings)
+    prober = EngineProber(engine, settings, exclusive=True)
     await prober.prepare()
     if not prober.connected_any:
         return None  # an engine that cannot be reached costs no window
@@ -177,7 +178,8 @@ async def _slots(engines: list[Engine], settings: ProbeSettings, watch: HostWatc
     async def slot(k: int) -> None:
         grid = origin + k * period // slots
         while queue:
-            prober = EngineProber(queue.popleft(), settings, max_conns, watch)
+            prober = EngineProber(queue.popleft(), settings, max_conns, watch,
+                                  exclusive=slots == 1)
             await prober.prepare()
             earliest = now_ns() + START_DELAY_NS
             if grid < earliest:
@@ -255,10 +257,11 @@ async def _finish(engine: Engine, paced: _Paced, summary: Summary,
     hot = hot_batch = None
     capacity = None
     if prober.connected_any and settings.engine_hot_requests:
-        hot_batch = await EngineProber(engine, settings).hot(settings.engine_hot_requests)
+        hot_batch = await hot_series(EngineProber(engine, settings, exclusive=True),
+                                     settings.engine_hot_requests)
         hot = summarize(hot_batch, None, settings.min_samples)
     if prober.connected_any and settings.engine_capacity.enabled:
-        capacity = await EngineProber(engine, settings).capacity()
+        capacity = await engine_capacity(EngineProber(engine, settings))
     bodies = paced.body_statuses()
     status, reason = classify_engine(summary, batch, prober.connected_any, prober.connect_error,
                                      bodies, frozenset(engine.health.degraded))

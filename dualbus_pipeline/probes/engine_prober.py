@@ -1,6 +1,6 @@
 """One engine's requests (product.md §4.2): `EngineProber`.
 
-Three kinds of series, all on the engine's own keep-alive connections:
+Its series, all on the engine's own keep-alive connections:
 
 * ``paced(count)``: open loop. Request i is due at ``start + i / engine_rate_per_s`` whatever
   happened to the previous ones. It goes out on an idle connection, or a new one (at most
@@ -11,10 +11,7 @@ Three kinds of series, all on the engine's own keep-alive connections:
   ``late_bound_ms`` is re-taken (retake.py). A request not answered within
   ``engine_timeout_s`` of that moment is a failed sample ("timeout") and its connection is
   dropped, so a dead engine costs about one timeout after the schedule ends.
-* ``hot(count)``: back to back on one warm connection, one request in flight, like
-  ``wrk -t1 -c1``: the engine's service time without the idle wake-ups a paced request pays
-  (docs/probes.md, "Paced and hot"). Never faster than ``max_rate_per_s``.
-* ``capacity()``: the optional closed-loop burst (C connections for T seconds).
+* the hot path (back to back) and the optional capacity burst: engine_hot.py.
 
 One connection is opened and warmed with ``WARMUP_REQUESTS`` unrecorded GETs before a series,
 so samples measure the steady keep-alive state rather than the first handshake.
@@ -35,7 +32,7 @@ from collections import deque
 from functools import partial
 
 from dualbus_pipeline.config import Engine, ProbeSettings
-from dualbus_pipeline.probes.engine_series import Series
+from dualbus_pipeline.probes.engine_series import Series, unfinished
 from dualbus_pipeline.probes.health import compile_rule
 from dualbus_pipeline.probes.host import UNKNOWN, cpu_pressure
 from dualbus_pipeline.probes.http import (
@@ -48,7 +45,7 @@ from dualbus_pipeline.probes.http import (
 from dualbus_pipeline.probes.model import SampleBatch, SampleKind
 from dualbus_pipeline.probes.resp import connect_error_text
 from dualbus_pipeline.probes.retake import HostWatch
-from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns
+from dualbus_pipeline.probes.timing import async_sleep_until_ns, now_ns, sleep_until_ns
 
 START_DELAY_NS = 2_000_000
 JUDGE_NOW_BYTES = 4096
@@ -63,8 +60,12 @@ def _open(gate: asyncio.Future[None]) -> None:
 
 class EngineProber:
     def __init__(self, engine: Engine, settings: ProbeSettings,
-                 max_connections: int | None = None, watch: HostWatch | None = None) -> None:
+                 max_connections: int | None = None, watch: HostWatch | None = None,
+                 exclusive: bool = False) -> None:
         self.engine = engine
+        # the only prober sending on this thread's loop: its samples may take the quiet path
+        self.exclusive = exclusive
+        self.quiet_samples = 0  # samples finished on the quiet path (`fire_quiet`)
         self.settings = settings
         self.rule = compile_rule(engine.health)
         self.max_connections = max_connections or settings.engine_max_connections
@@ -102,13 +103,71 @@ class EngineProber:
     # Between the write and the answer's time stamp the probe does nothing but wait: on
     # loopback the write hands the engine a CPU, often the probe's own, so any bookkeeping
     # there (a parser, timers, lists: ~50 µs of Python on a 2-vCPU VM) would be read as
-    # engine latency. `arm` does it all before the sleep, `fire` only writes (and, alone in
-    # flight, reads the answer off the socket), and the series waits on the sample's gate
-    # (its answer, or half a period) before any more.
-    def arm(self, i: int, due: int, settle_by: int | None) -> HttpConnection | None:
-        """Before sample i is due: its timeout, its gate (opens when it is finished, or at
-        ``settle_by``), an idle connection with the parser and future of its answer ready
-        (None when no connection is idle: `fire` finds one)."""
+    # engine latency. On the event loop's path `arm` does it all before the sleep, `fire` only
+    # writes (and, alone in flight, reads the answer off the socket), and the series waits on
+    # the sample's gate (its answer, or half a period) before any more. Alone on the thread
+    # with nothing pending (`quiet_conn`), a sample takes the quiet path instead: a blocking
+    # sleep, the write and the read off the socket, with no timer, gate or pass of the loop
+    # (`fire_quiet`); the loop takes over only for what that path cannot finish.
+    async def take(self, i: int, due: int, settle_by: int | None) -> int:
+        """Take sample i, due at ``due``, and wait until it is finished or until ``settle_by``
+        (None: until it is finished); return the time the probe woke for it."""
+        conn = self.quiet_conn()
+        if conn is not None:
+            woke = sleep_until_ns(due)  # the loop waits too: nothing of ours is pending on it
+            if self.fire_quiet(i, due, settle_by, woke, conn):
+                return woke
+        else:
+            conn = self.arm(i, due, settle_by)
+            woke = await async_sleep_until_ns(due)
+            self.fire(i, woke, conn)
+        await self.settled()
+        return woke
+
+    def quiet_conn(self) -> HttpConnection | None:
+        """An idle connection to take the next sample on without the event loop, or None.
+        Only for a prober alone on its thread's loop (``exclusive``: one engine in flight),
+        only while no sample of the thread is unfinished but the one about to be taken (so
+        the loop has no answer, connect or timeout of ours to see to: engine_series.py), and
+        only on a plain-TCP connection `HttpConnection.wait_here` can read."""
+        if not self.exclusive or unfinished() != 1:
+            return None
+        conn = self.idle_conn()
+        if conn is not None and not conn.waits_here:
+            self.idle.append(conn)
+            return None
+        return conn
+
+    def fire_quiet(self, i: int, due: int, settle_by: int | None, woke: int,
+                   conn: HttpConnection) -> bool:
+        """Sample i on the quiet path: the probe woke at ``woke``; write it on ``conn`` and read
+        its answer off the socket until ``settle_by`` (None: `WAIT_HERE_MAX_NS` after it was
+        due). True when it finished here; else the loop's timeout and gate take over. A
+        connection the engine closed while the probe slept is replaced through the loop, the
+        sample starting when the probe woke, as on the loop's path (`fire`)."""
+        s = self.s
+        if not conn.quiet():
+            conn.abort()
+            self.open -= 1
+            self.fire(i, woke, self.arm(i, due, settle_by))
+            return False
+        answer = conn.arm()
+        s.psi0[i] = self.psi.stall_us()
+        s.conn_of[i] = conn
+        s.start[i] = s.sent[i] = now_ns()
+        conn.write(self.request)
+        wait_by = settle_by if settle_by is not None else due + WAIT_HERE_MAX_NS
+        conn.wait_here(min(wait_by, s.start[i] + self.timeout_ns))
+        if answer.done():
+            self.quiet_samples += 1
+            self.on_response(i, conn, answer)
+            return True
+        answer.add_done_callback(partial(self.on_response, i, conn))
+        self.deadlines(i, due, settle_by)
+        return False
+
+    def deadlines(self, i: int, due: int, settle_by: int | None) -> None:
+        """Sample i's timeout, and its gate: opens when it is finished, or at ``settle_by``."""
         s = self.s
         s.timers[i] = self.loop.call_later(max(0, due + self.timeout_ns - now_ns()) / 1e9,
                                            self.on_timeout, i)
@@ -117,6 +176,12 @@ class EngineProber:
             max(0, settle_by - now_ns()) / 1e9, _open, gate)
         self.gate = (i, gate, by)
         self.wait_by = settle_by if settle_by is not None else due + WAIT_HERE_MAX_NS
+
+    def arm(self, i: int, due: int, settle_by: int | None) -> HttpConnection | None:
+        """Before sample i is due on the loop's path: its `deadlines`, and an idle connection
+        with the parser and future of its answer ready (None when no connection is idle:
+        `fire` finds one)."""
+        self.deadlines(i, due, settle_by)
         conn = self.idle_conn()
         if conn is not None:
             conn.arm().add_done_callback(partial(self.on_response, i, conn))
@@ -124,15 +189,11 @@ class EngineProber:
 
     def fire(self, i: int, woke: int, conn: HttpConnection | None) -> None:
         """Sample i is due (the timer woke at ``woke``): write it on its armed connection, or
-        on one that freed up while the probe slept, or open one, or queue it.
-
-        On the armed connection the sample starts just before the write (what the probe did
-        since it woke is its own time, not the engine's), and when it is the only request in
-        flight on this thread the answer is awaited right here, on the socket, until the
-        sample's gate would open (`HttpConnection.wait_here`): the loop has nothing else to
-        do meanwhile, and a read straight off the socket is what the minimal peer does
-        (docs/probes.md, "What the probe does per request"). Otherwise the sample starts when
-        the timer woke, so a wait for a connection counts."""
+        on one that freed up while the probe slept, or open one, or queue it. On the armed
+        connection it starts just before the write (since the wake-up the time is the
+        probe's), and alone in flight its answer is read off the socket until the gate would
+        open (`HttpConnection.wait_here`; docs/probes.md, "What the probe does per request").
+        Otherwise it starts when the timer woke, so a wait for a connection counts."""
         s = self.s
         s.psi0[i] = self.psi.stall_us()
         if conn is not None and conn.armed:
@@ -223,21 +284,9 @@ class EngineProber:
         it can. A body larger than ``JUDGE_NOW_BYTES`` is judged at once, not kept."""
         self.finish(i, done, True, status, None)
         if len(body) > JUDGE_NOW_BYTES:
-            self.judge(i, body)
+            self.s.judge(i, body, self.rule)
         else:
             self.s.answer[i] = body
-
-    def judge_answers(self) -> None:
-        for i, body in enumerate(self.s.answer):
-            if body is not None:
-                self.judge(i, body)
-                self.s.answer[i] = None
-
-    def judge(self, i: int, body: bytes) -> None:
-        """Sample i's outcome: what the health check says of its (finished) answer."""
-        s = self.s
-        s.ok[i], s.error[i], s.body[i] = self.rule.judge(s.status[i], body,
-                                                         (s.done[i] - s.start[i]) / 1e6)
 
     def on_timeout(self, i: int) -> None:
         if self.s.finished[i]:
@@ -280,9 +329,7 @@ class EngineProber:
         timer = s.timers[i]
         if timer is not None:
             timer.cancel()
-        s.left -= 1
-        if s.left == 0:
-            s.all_done.set()
+        s.settle()
         if self.gate[0] == i:
             _open(self.gate[1])
 
@@ -310,11 +357,7 @@ class EngineProber:
         due = first
         for k in range(count):
             due = first + k * self.interval_ns
-            i = self.s.new(due)
-            conn = self.arm(i, due, settle_by=due + self.interval_ns // 2)
-            woke = await async_sleep_until_ns(due)
-            self.fire(i, woke, conn)
-            await self.settled()
+            woke = await self.take(self.s.new(due), due, settle_by=due + self.interval_ns // 2)
             self.watch.woke(due, woke)
         return due
 
@@ -327,7 +370,7 @@ class EngineProber:
         for i, done in enumerate(self.s.finished):  # belt and braces: nothing stays open
             if not done:
                 self.finish(i, now_ns(), False, 0, "timeout")
-        self.judge_answers()
+        self.s.judge_answers(self.rule)
         self.close_all()
         return self.s.batch(self.engine.name, kind)
 
@@ -336,21 +379,6 @@ class EngineProber:
         await self.prepare()
         await self.send_paced(count, start)
         return await self.collect()
-
-    async def hot(self, count: int) -> SampleBatch:
-        """``count`` requests back to back on one warm connection (the hot path)."""
-        await self.prepare()
-        spacing = int(1e9 / self.settings.max_rate_per_s)  # the safety cap holds here too
-        t0 = now_ns()
-        for k in range(count):
-            due = t0 + k * spacing
-            i = self.s.new(due)
-            conn = self.arm(i, due, settle_by=None)
-            woke = await async_sleep_until_ns(due)
-            self.s.intended[i] = woke  # back to back: never late
-            self.fire(i, woke, conn)
-            await self.settled()
-        return await self.collect("engine_hot")
 
     async def warm_up(self, conn: HttpConnection) -> None:
         """A few unrecorded GETs on the pre-opened connection, so the first samples measure
@@ -375,34 +403,3 @@ class EngineProber:
         self.idle.clear()
         self.open = 0
         self.waiting.clear()
-
-    async def capacity(self) -> float | None:
-        """Closed-loop requests on C connections for T seconds: completed 2xx per second."""
-        cap = self.settings.engine_capacity
-        timeout = self.settings.engine_timeout_s
-        completed = 0
-        deadline = now_ns() + int(cap.duration_s * 1e9)
-
-        async def worker() -> None:
-            nonlocal completed
-            try:
-                conn = await self.connect(timeout)
-            except Exception:  # no capacity from this worker
-                return
-            try:
-                while now_ns() < deadline and not conn.closed:
-                    _, status, _, keep_alive = await asyncio.wait_for(
-                        conn.request(self.request), timeout)
-                    if 200 <= status < 300:
-                        completed += 1
-                    if not keep_alive:
-                        break
-            except Exception:  # the burst ends for this worker
-                pass
-            finally:
-                conn.abort()
-
-        t0 = now_ns()
-        await asyncio.gather(*(worker() for _ in range(cap.connections)))
-        elapsed = (now_ns() - t0) / 1e9
-        return completed / elapsed if completed and elapsed > 0 else None

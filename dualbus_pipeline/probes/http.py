@@ -195,6 +195,18 @@ class HttpConnection(asyncio.Protocol):
             self.data_received(data)
 
     @property
+    def waits_here(self) -> bool:
+        """Open, and its answers may be read by `wait_here` (plain TCP, below FD_SETSIZE)."""
+        return self._wait_fd >= 0 and not self.closed
+
+    def quiet(self) -> bool:
+        """Open, idle, and nothing on the socket the event loop has not read yet (a close or
+        bytes from the peer): a request written now is the only thing on it. False where
+        `wait_here` cannot read."""
+        return (self.waits_here and self._fut is None
+                and not select.select([self._wait_fd], [], [], 0)[0])
+
+    @property
     def armed(self) -> bool:
         """Armed for a response and still open: a request may be written."""
         return self._fut is not None and not self._fut.done() and not self.closed
