@@ -318,6 +318,8 @@ class EngineProber:
 
     def finish(self, i: int, done: int, ok: bool, status: int, error: str | None) -> None:
         s = self.s
+        if s.finished[i]:  # a timeout and a failed connect at one instant: the first stands
+            return
         s.finished[i] = True
         s.done[i] = done
         if not s.sent[i]:
