@@ -9,6 +9,8 @@ it decides on a healthy and on the seed platform (issue 19). Both reference-stac
   then ``wrk -t1 -c1`` on each engine (the hot path, beside our hot-path p50: after every
   paced peer, so that no burst precedes one) and ``redis-benchmark -c 1`` PING on each bus.
   Ratios are per engine, the median over rounds; the rows give their median and worst over engines.
+  The bench waits for `dualbus run` without polling it (`run_child(watch_memory=False)`): its
+  memory poll, 200 walks of /proc a second, loaded the run and not the peers.
 * ``verdicts`` (items 1 and 2): N consecutive `dualbus check` on the healthy stack, then N
   with another process keeping one core busy (a Python busy loop), then one on the seed
   scenario: failed SLOs per run (breach or no data), inconclusive verdicts, grades, the
@@ -150,7 +152,7 @@ def bench_inrun(rounds: int, quick: bool, flavours: tuple[str, ...] = FLAVOURS
             wh = config.parent / "wh.duckdb"
             for r in range(1 if quick else rounds):
                 res = run_child([*DUALBUS, "run", "--config", str(config), "--warehouse",
-                                 str(wh)], cwd=ROOT, timeout_s=900)
+                                 str(wh)], cwd=ROOT, timeout_s=900, watch_memory=False)
                 if res.returncode != 0:
                     raise RuntimeError(f"dualbus run failed:\n{res.stdout}\n{res.stderr}")
                 _, got = _last_run(wh)
@@ -246,7 +248,7 @@ def _checks(config: Path, wh: Path, n: int) -> list[dict[str, Any]]:
     runs = []
     for _ in range(n):
         res = run_child([*DUALBUS, "check", "--quiet", "--config", str(config),
-                         "--warehouse", str(wh)], cwd=ROOT, timeout_s=900)
+                         "--warehouse", str(wh)], cwd=ROOT, timeout_s=900, watch_memory=False)
         if res.returncode not in (0, 1):
             raise RuntimeError(f"dualbus check failed to run:\n{res.stdout}\n{res.stderr}")
         rid, got = _last_run(wh)
