@@ -247,8 +247,9 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | 
 
 def _run_unwatched(cmd: list[str], *, env: dict[str, str] | None, cwd: Path | None,
                    timeout_s: float) -> ChildRun:
-    """`run_child` without the memory poll: the bench blocks in ``wait4`` until the child
-    exits (a timer kills it at ``timeout_s``)."""
+    """`run_child` without the memory poll: the bench blocks on the child's output pipes,
+    then in ``waitpid``, until it exits (a timer kills it at ``timeout_s``); CPU seconds from
+    ``RUSAGE_CHILDREN`` before and after."""
     load0, steal0 = loadavg(), steal_s()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

@@ -58,6 +58,12 @@ def _open(gate: asyncio.Future[None]) -> None:
         gate.set_result(None)
 
 
+def _wait_by(due: int, settle_by: int | None) -> int:
+    """Until when a sample's answer may be waited for in-thread (`HttpConnection.wait_here`):
+    its gate, or for the hot series ``WAIT_HERE_MAX_NS`` after it was due."""
+    return settle_by if settle_by is not None else due + WAIT_HERE_MAX_NS
+
+
 class EngineProber:
     def __init__(self, engine: Engine, settings: ProbeSettings,
                  max_connections: int | None = None, watch: HostWatch | None = None,
@@ -156,8 +162,7 @@ class EngineProber:
         s.conn_of[i] = conn
         s.start[i] = s.sent[i] = now_ns()
         conn.write(self.request)
-        wait_by = settle_by if settle_by is not None else due + WAIT_HERE_MAX_NS
-        conn.wait_here(min(wait_by, s.start[i] + self.timeout_ns))
+        conn.wait_here(min(_wait_by(due, settle_by), s.start[i] + self.timeout_ns))
         if answer.done():
             self.quiet_samples += 1
             self.on_response(i, conn, answer)
@@ -175,7 +180,7 @@ class EngineProber:
         by = None if settle_by is None else self.loop.call_later(
             max(0, settle_by - now_ns()) / 1e9, _open, gate)
         self.gate = (i, gate, by)
-        self.wait_by = settle_by if settle_by is not None else due + WAIT_HERE_MAX_NS
+        self.wait_by = _wait_by(due, settle_by)
 
     def arm(self, i: int, due: int, settle_by: int | None) -> HttpConnection | None:
         """Before sample i is due on the loop's path: its `deadlines`, and an idle connection
