@@ -23,6 +23,8 @@ import asyncio
 import os
 import re
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,23 @@ def redis_benchmark_ping_p50(port: int, n: int) -> float:
     out = _run(["redis-benchmark", "-p", str(port), "-c", "1", "-n", str(n), "-t",
                 "ping_mbulk", "-q"])
     return float(re.findall(r"p50=([\d.]+) msec", out)[-1])
+
+
+def blocking_ping_p50(port: int, n: int, host: str = "127.0.0.1") -> float:
+    """The minimal PING peer: one blocking socket, PING back to back, each reply timed from
+    just before its send (three warm-up PINGs). redis-benchmark's p50 moves in steps of
+    ~8 µs at this scale (0.007 or 0.015 ms between runs of the same server); this does not."""
+    lat: list[float] = []
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n + 3):
+            t0 = time.perf_counter()
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n"):
+                buf += s.recv(64)
+            lat.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(lat[3:])
 
 
 def redis_benchmark_xadd_rps(port: int, n: int) -> float:

@@ -1,14 +1,19 @@
 """What `dualbus run` stores, against peers on the same targets at the same moment, and what
 it decides on a healthy and on the seed platform (issue 19). Both reference-stack flavours.
 
-* ``inrun`` (items 3 and 4): the shipped topology on free ports, healthy. Each round is one
-  `dualbus run`, then right after it, engine by engine: a minimal control client (one blocking
-  socket, one GET at a time, paced at the same per-engine rate, nothing else in flight), the
-  dualbus engine probe on that engine alone at the same rate (the perturbation reference:
-  did probing engines together change what each one shows?), as many samples as the run's;
-  then ``wrk -t1 -c1`` on each engine (the hot path, beside our hot-path p50: after every
-  paced peer, so that no burst precedes one) and ``redis-benchmark -c 1`` PING on each bus.
-  Ratios are per engine, the median over rounds; the rows give their median and worst over engines.
+* ``inrun`` (items 3 and 4): the shipped topology on free ports, healthy. Each round is a
+  sweep of the dualbus engine probe over every engine alone, in the run's order and at its
+  rate (the perturbation reference: did probing inside the run change what each engine
+  shows?); one `dualbus run`; the same sweep again; then engine by engine a minimal control
+  client (one blocking socket, one GET at a time, paced at the same per-engine rate, nothing
+  else in flight), as many samples as the run's; then ``wrk -t1 -c1`` on each engine (the
+  hot path, beside our hot-path p50: after every paced peer, so that no burst precedes one)
+  and ``redis-benchmark -c 1`` PING on each bus. The run's figure for an engine is compared
+  with the geometric mean of its two sweeps: each sweep is the same time from the run's
+  measurement of every engine, so a wake-up cost that drifts steadily over the minute
+  cancels. Ratios are per engine, the median over rounds, with a bootstrap 90 % interval
+  over rounds; the rows give their median and worst over engines, and how many engines'
+  intervals lie wholly outside the target (a perturbation, as opposed to noise).
   The bench waits for `dualbus run` without polling it (`run_child(watch_memory=False)`): its
   memory poll, 200 walks of /proc a second, loaded the run and not the peers.
 * ``verdicts`` (items 1 and 2): N consecutive `dualbus check` on the healthy stack, then N
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
 import re
 import shutil
 import socket
@@ -38,7 +45,12 @@ import duckdb
 
 from bench.common import ROOT, row, run_child
 from bench.pipeline_bench import DUALBUS, reference_config
-from bench.probe_fidelity import ensure_wrk, redis_benchmark_ping_p50, wrk_p50_ms
+from bench.probe_fidelity import (
+    blocking_ping_p50,
+    ensure_wrk,
+    redis_benchmark_ping_p50,
+    wrk_p50_ms,
+)
 from dualbus_pipeline.config import Engine, load_config
 from dualbus_pipeline.probes.engine import probe_engine
 from dualbus_pipeline.stack.manager import StackManager
@@ -87,9 +99,33 @@ def control_p50(host: str, port: int, path: str, requests: int, rate: float) -> 
 
 def alone_p50(engine: Engine, config: Path, requests: int) -> float | None:
     """The dualbus engine probe on one engine, nothing else in flight, same rate."""
+    return alone_sweep([engine], config, requests)[engine.name]
+
+
+def alone_sweep(engines: list[Engine], config: Path, requests: int) -> dict[str, float | None]:
+    """The dualbus engine probe on each engine in turn, alone, at the run's rate: the run's
+    engine phase, one engine per probe, without the run around it."""
     settings = load_config(config).topology.probe.model_copy(
         update={"engine_requests": requests, "engine_hot_requests": 0, "min_samples": 5})
-    return asyncio.run(probe_engine(engine, settings)).summary.p50
+    return {e.name: asyncio.run(probe_engine(e, settings)).summary.p50 for e in engines}
+
+
+def median_interval(values: list[float], level: float = 0.9, resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of ``values`` (rounds resampled with
+    replacement; a fixed seed, so one bench's raw figures give one interval)."""
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values)))
+                  for _ in range(resamples))
+    lo = meds[int((1 - level) / 2 * (resamples - 1))]
+    hi = meds[int((1 + level) / 2 * (resamples - 1))]
+    return lo, hi
+
+
+def outside(interval: tuple[float, float], target: float) -> bool:
+    """Whether an interval of ratios lies wholly outside [1/target, target]."""
+    lo, hi = interval
+    return lo > target or hi < 1 / target
 
 
 def _last_run(wh: Path) -> tuple[str, dict[str, Any]]:
@@ -144,29 +180,34 @@ def bench_inrun(rounds: int, quick: bool, flavours: tuple[str, ...] = FLAVOURS
             # read 0.19-0.59 ms on one engine over 7 rounds where the run's read 0.24-0.56
             n = 20 if quick else topo.probe.engine_requests
             per: dict[str, dict[str, list[float]]] = {
-                e.name: {"run": [], "control": [], "alone": [], "wrk": [], "hot": []}
+                e.name: {"run": [], "control": [], "alone": [], "before": [], "after": [],
+                         "wrk": [], "hot": []}
                 for e in engines}
             ping: dict[str, dict[str, list[float]]] = {
-                b.name: {"run": [], "peer": []} for b in topo.buses}
+                b.name: {"run": [], "peer": [], "blocking": []} for b in topo.buses}
             cpu: list[float] = []
             wh = config.parent / "wh.duckdb"
-            for r in range(1 if quick else rounds):
+            for _ in range(1 if quick else rounds):
+                before = alone_sweep(engines, config, n)
                 res = run_child([*DUALBUS, "run", "--config", str(config), "--warehouse",
                                  str(wh)], cwd=ROOT, timeout_s=900, watch_memory=False)
                 if res.returncode != 0:
                     raise RuntimeError(f"dualbus run failed:\n{res.stdout}\n{res.stderr}")
                 _, got = _last_run(wh)
                 cpu.append(float(got["cpu"] or 0))
+                after = alone_sweep(engines, config, n)
                 p50 = {(s, t, m): v for s, t, m, v in got["summaries"]}
                 for e in engines:
                     figs = per[e.name]
                     figs["run"].append(p50.get(("engine", e.name, "latency")))
                     figs["hot"].append(p50.get(("engine", e.name, "hot")))
-                    order = ("control", "alone") if r % 2 == 0 else ("alone", "control")
-                    for which in order:  # interleaved: drift hits both alike
-                        figs[which].append(
-                            control_p50(e.host, e.port, e.health_path, n, rate)
-                            if which == "control" else alone_p50(e, config, n))
+                    figs["before"].append(before[e.name])
+                    figs["after"].append(after[e.name])
+                    b, a = before[e.name], after[e.name]
+                    figs["alone"].append(math.sqrt(b * a) if b and a else None)
+                for e in engines:
+                    per[e.name]["control"].append(
+                        control_p50(e.host, e.port, e.health_path, n, rate))
                 # wrk after every paced peer: a second of back-to-back load just before the
                 # next engine's control kept the vCPUs awake and read later engines' controls
                 # lower than the run, which had no such burst before them
@@ -176,30 +217,38 @@ def bench_inrun(rounds: int, quick: bool, flavours: tuple[str, ...] = FLAVOURS
                     ping[b.name]["run"].append(p50.get(("bus", b.name, "ping")))
                     ping[b.name]["peer"].append(
                         redis_benchmark_ping_p50(b.port, topo.probe.bus_ping_count))
+                    ping[b.name]["blocking"].append(
+                        blocking_ping_p50(b.port, topo.probe.bus_ping_count))
             out += _inrun_rows(flavour, per, ping, cpu, rate, n, has_wrk)
     return out
 
 
+def _per_round(figs: dict[str, list[float]], a: str, b: str) -> list[float]:
+    return [x / y for x, y in zip(figs[a], figs[b], strict=True) if x and y]
+
+
+def _log_sd(figs: dict[str, list[float]], a: str, b: str) -> float | None:
+    logs = [math.log(r) for r in _per_round(figs, a, b)]
+    return statistics.stdev(logs) if len(logs) >= 3 else None
+
+
 def _ratios(per: dict[str, dict[str, list[float]]], a: str, b: str) -> dict[str, float]:
     """Per engine: the median over rounds of the per-round ratio a / b."""
-    out = {}
-    for name, figs in per.items():
-        rs = [x / y for x, y in zip(figs[a], figs[b], strict=True) if x and y]
-        if rs:
-            out[name] = statistics.median(rs)
-    return out
+    return {name: statistics.median(rs) for name, figs in per.items()
+            if (rs := _per_round(figs, a, b))}
 
 
 def _spread(name: str, per: dict[str, dict[str, list[float]]], a: str, b: str) -> str:
-    """The engine and the quartiles of its per-round ratios: how far one round's placement
-    moves the figure, so a miss by a few per cent can be told from noise."""
+    """The engine, the quartiles of its per-round ratios (how far one round moves the
+    figure) and the 90 % interval of their median (how far the rounds leave it unsettled)."""
     if not name:
         return ""
-    rs = sorted(x / y for x, y in zip(per[name][a], per[name][b], strict=True) if x and y)
+    rs = sorted(_per_round(per[name], a, b))
     if len(rs) < 4:
         return name
     q1, _, q3 = statistics.quantiles(rs, n=4)
-    return f"{name}; rounds' quartiles {q1:.2f}-{q3:.2f}"
+    lo, hi = median_interval(rs)
+    return f"{name}; rounds' quartiles {q1:.2f}-{q3:.2f}; median's 90% interval {lo:.2f}-{hi:.2f}"
 
 
 def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
@@ -211,9 +260,14 @@ def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
             ("run", "control", f"engine p50 in dualbus run vs control at {rate:g}/s", 1.3,
              f"blocking socket, one GET at a time, {rate:g}/s, {n} requests, alone"),
             ("run", "alone", f"engine p50 in dualbus run vs probe alone at {rate:g}/s", 1.1,
-             "dualbus engine probe on the engine alone, same rate")):
+             "dualbus engine probe on the engine alone, same rate: geometric mean of a "
+             "sweep before and one after the run"),
+            ("run", "after", "  the same vs probe alone after the run only", 1.1,
+             "the sweep after the run (drift not cancelled)"),
+            ("after", "before", "noise floor: probe alone after vs before the run", 1.1,
+             "the same probe alone, the sweep before the run")):
         ratios = _ratios(per, a, b)
-        name = max(ratios, key=lambda k: abs(ratios[k] - 1), default="")
+        name = max(ratios, key=lambda k: abs(math.log(ratios[k])), default="")
         worst = ratios.get(name)
         rows.append(row(g, label + " (median over engines)",
                         _med(_med(f[a]) for f in per.values()), "ms",
@@ -222,6 +276,19 @@ def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
                         raw={"per_engine_ratio": ratios, "figures": per}))
         rows.append(row(g, "  worst engine", None, "ratio", ratio=worst, target=target,
                         better="within", peer=1.0, note=_spread(name, per, a, b)))
+        if b != "control":
+            away = sorted(k for k, figs in per.items() if len(rs := _per_round(figs, a, b)) >= 4
+                          and outside(median_interval(rs), target))
+            rows.append(row(g, f"  engines whose 90% interval lies outside ±{target:g}",
+                            len(away), "n", target=0, note=", ".join(away)))
+    # Two sweeps alone differ by the noise of one round; if the run adds none, run / (their
+    # geometric mean) spreads sqrt(3/4) as much as after / before (independent log-noise).
+    floor = _med(_log_sd(f, "after", "before") for f in per.values())
+    rows.append(row(g, "spread of one round's run / alone (sd of log, median)",
+                    _med(_log_sd(f, "run", "alone") for f in per.values()), "",
+                    peer=None if floor is None else floor * math.sqrt(0.75),
+                    peer_tool="the same spread expected from the two sweeps alone",
+                    note="ratio ~1: the run adds no variance of its own"))
     if has_wrk:
         hot = _ratios(per, "hot", "wrk")
         rows.append(row(g, "engine hot-path p50 (back to back) vs wrk -t1 -c1",
@@ -231,10 +298,14 @@ def _inrun_rows(flavour: str, per: dict[str, dict[str, list[float]]],
                         note="hot path; paced figures above include idle wake-ups",
                         raw={"per_engine_ratio": hot}))
     for name, figs in ping.items():
-        rs = [x / y for x, y in zip(figs["run"], figs["peer"], strict=True) if x and y]
-        rows.append(row(g, f"bus {name} PING p50 in dualbus run", _med(figs["run"]), "ms",
-                        peer=_med(figs["peer"]), ratio=_med(rs), target=1.3, better="within",
-                        peer_tool="redis-benchmark -c 1 -t ping_mbulk"))
+        for peer, label, tool in (
+                ("peer", f"bus {name} PING p50 in dualbus run",
+                 "redis-benchmark -c 1 -t ping_mbulk"),
+                ("blocking", "  the same vs a blocking PING client", "one blocking socket, "
+                 "PING back to back, same count")):
+            rs = _per_round(figs, "run", peer) if figs.get(peer) else []
+            rows.append(row(g, label, _med(figs["run"]), "ms", peer=_med(figs.get(peer, [])),
+                            ratio=_med(rs), target=1.3, better="within", peer_tool=tool))
     rows.append(row(g, "probe CPU per dualbus run (median)", _med(cpu), "s",
                     note="user + system of the probe process, all phases"))
     return rows

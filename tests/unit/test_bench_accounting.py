@@ -4,6 +4,7 @@ that turns two runs into a per-request cost (benchmarks are not tests; their boo
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -70,3 +71,17 @@ def test_drift_is_taken_against_the_lower_baseline() -> None:
     assert set(drift) == {"e0000 p50 drift N=1000 vs N=13",
                           "e0000 p50 drift N=1000 @5000/s vs N=13"}
     assert _drift_rows([p50("N=1000", 2.4)], 13, 1000) == []
+
+
+def test_median_interval_separates_a_shift_from_noise() -> None:
+    from bench.verdict_bench import median_interval, outside
+
+    assert median_interval([1.2] * 20) == (1.2, 1.2)
+    noisy = [0.7, 1.3, 0.9, 1.1, 1.0, 0.8, 1.25, 0.95, 1.05, 1.15] * 2
+    lo, hi = median_interval(noisy)
+    assert lo <= statistics.median(noisy) <= hi
+    assert lo < 1.0 < hi and not outside((lo, hi), 1.1)  # noise around 1: no verdict
+    shifted = [x + 0.4 for x in noisy]  # every round 0.4 slower: a perturbation
+    assert outside(median_interval(shifted), 1.1)
+    assert outside(median_interval([x - 0.3 for x in noisy]), 1.1)  # faster, too
+    assert median_interval(noisy) == median_interval(noisy)  # one seed, one interval
