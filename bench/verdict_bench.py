@@ -8,12 +8,12 @@ it decides on a healthy and on the seed platform (issue 19). Both reference-stac
   client (one blocking socket, one GET at a time, paced at the same per-engine rate, nothing
   else in flight), as many samples as the run's; then ``wrk -t1 -c1`` on each engine (the
   hot path, beside our hot-path p50: after every paced peer, so that no burst precedes one)
-  and ``redis-benchmark -c 1`` PING on each bus. The run's figure for an engine is compared
-  with the geometric mean of its two sweeps: each sweep is the same time from the run's
-  measurement of every engine, so a wake-up cost that drifts steadily over the minute
-  cancels. Ratios are per engine, the median over rounds, with a bootstrap 90 % interval
-  over rounds; the rows give their median and worst over engines, and how many engines'
-  intervals lie wholly outside the target (a perturbation, as opposed to noise).
+  and ``redis-benchmark -c 1`` and a blocking PING client on each bus. The run's figure for
+  an engine is compared with the geometric mean of its two sweeps: each sweep is the same
+  time from the run's measurement of every engine, so a wake-up cost that drifts steadily
+  over the minute cancels. Ratios are per engine, the median over rounds, with a bootstrap
+  90 % interval over rounds; the rows give their median and worst over engines, and how
+  many engines' intervals lie wholly outside the target (a perturbation, as opposed to noise).
   The bench waits for `dualbus run` without polling it (`run_child(watch_memory=False)`): its
   memory poll, 200 walks of /proc a second, loaded the run and not the peers.
 * ``verdicts`` (items 1 and 2): N consecutive `dualbus check` on the healthy stack, then N
@@ -95,11 +95,6 @@ def control_p50(host: str, port: int, path: str, requests: int, rate: float) -> 
                 lat.append((time.perf_counter() - t0) * 1e3)
             due += 1.0 / rate
     return statistics.median(lat)
-
-
-def alone_p50(engine: Engine, config: Path, requests: int) -> float | None:
-    """The dualbus engine probe on one engine, nothing else in flight, same rate."""
-    return alone_sweep([engine], config, requests)[engine.name]
 
 
 def alone_sweep(engines: list[Engine], config: Path, requests: int) -> dict[str, float | None]:
